@@ -1,0 +1,26 @@
+"""The values that the native stack (`scripts/stack`), docker-compose.yml and both scripts share.
+
+One place: `tests/test_compose.py` reads docker-compose.yml and fails if it drifts from these.
+"""
+
+# Apache Kafka: 3.9 is the last line with ZooKeeper mode; 4.x is KRaft only.
+KAFKA_ZOOKEEPER_MODE_VERSION = "3.9.2"
+KAFKA_KRAFT_MODE_VERSION = "4.1.1"
+SCALA_VERSION = "2.13"
+
+# Host ports (loopback), the same as the ports docker-compose.yml publishes.
+KAFKA_PORTS = (9092, 9093, 9094)
+ZOOKEEPER_PORT = 2181
+KRAFT_CONTROLLER_PORT = 9097
+S3_PORT = 9000
+
+TOPIC = "log-data"
+DEAD_LETTER_SUFFIX = ".dlq"
+TOPIC_PARTITIONS = 3
+BUCKET = "datalake"
+CONSUMER_GROUP = "log-data-lake"
+REGION = "us-east-1"
+
+# Development credentials only, documented in README.md; never use them outside a laptop.
+S3_ACCESS_KEY_ID = "loglake"
+S3_SECRET_ACCESS_KEY = "loglake-dev-secret"

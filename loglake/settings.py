@@ -1,0 +1,252 @@
+"""Typed settings, built once at the edge (the command line) and passed in.
+
+Precedence for every value: command-line flag > environment variable > default.
+No other module reads the environment: they receive these objects.
+
+Each flag is declared once, with its environment variable, through `add()`; `--help`
+shows both. Secrets (passwords, secret keys) are wrapped in `Secret`, which never prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from loglake import defaults
+
+
+class Secret:
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# ---------------------------------------------------------------------------------------
+# Value parsers: each raises argparse.ArgumentTypeError with one clear sentence.
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, zero or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
+    return value
+
+
+def byte_size(text: str) -> int:
+    """'8MiB', '512k', '1000000' -> bytes."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
+             "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
+    stripped = text.strip().lower()
+    number = stripped.rstrip("kmgib")
+    unit = stripped[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 8MiB or 500000") from None
+    if unit not in units or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 8MiB or 500000")
+    return int(value * units[unit])
+
+
+# ---------------------------------------------------------------------------------------
+# Declaring flags
+
+
+def add(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    *,
+    env: str | None,
+    default: Any,
+    help: str,  # noqa: A002 - argparse's own name
+    type: Callable[[str], Any] = str,  # noqa: A002
+    choices: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add `flag` whose default comes from environment variable `env`, else `default`.
+
+    An environment value goes through the same `type` and `choices` checks as the flag,
+    so a bad value in the environment is one clear error, not a traceback.
+    """
+    environ = os.environ if environ is None else environ
+    value = default
+    if env and environ.get(env, "") != "":
+        raw = environ[env]
+        try:
+            value = type(raw)
+        except argparse.ArgumentTypeError as exc:
+            raise SystemExit(_env_error(env, str(exc))) from None
+        if choices and value not in choices:
+            raise SystemExit(_env_error(env, f"{raw!r} is not one of {', '.join(choices)}"))
+    shown_default = "" if isinstance(default, Secret) or default in (None, "") else f" (default: {default})"
+    env_note = f" [env {env}]" if env else ""
+    parser.add_argument(
+        flag, type=type, default=value, choices=choices,
+        help=f"{help}{shown_default}{env_note}", **kwargs,
+    )
+
+
+def _env_error(env: str, message: str) -> str:
+    return f"error: environment variable {env}: {message}"
+
+
+def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, *, help: str) -> None:  # noqa: A002
+    parser.add_argument(flag, action="store_true", help=help)
+
+
+# ---------------------------------------------------------------------------------------
+# Connection settings shared by every command
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = f"127.0.0.1:{defaults.KAFKA_PORTS[0]}"
+    client: str = "confluent"  # "confluent" (librdkafka) or "kafka-python"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: Secret = Secret("")
+    ssl_cafile: str = ""
+    connect_timeout: float = 15.0  # seconds to wait for a first answer from the cluster
+
+    def describe(self) -> str:
+        """Human summary without secrets, for logs and error sentences."""
+        auth = f", {self.sasl_mechanism} as {self.sasl_username}" if self.uses_sasl else ""
+        return f"{self.bootstrap_servers} ({self.security_protocol}{auth})"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+
+KAFKA_CLIENTS = ["confluent", "kafka-python"]
+SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+
+def add_kafka_args(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    d = KafkaSettings()
+    g = parser.add_argument_group("Kafka connection")
+    add(g, "--bootstrap-servers", env="KAFKA_BOOTSTRAP_SERVERS", default=d.bootstrap_servers,
+        help="Kafka brokers to contact first, host:port[,host:port...]", environ=environ)
+    add(g, "--kafka-client", env="LOGLAKE_KAFKA_CLIENT", default=d.client, choices=KAFKA_CLIENTS,
+        help="Kafka client library", environ=environ)
+    add(g, "--security-protocol", env="KAFKA_SECURITY_PROTOCOL", default=d.security_protocol,
+        choices=SECURITY_PROTOCOLS, help="how to talk to the brokers", environ=environ)
+    add(g, "--sasl-mechanism", env="KAFKA_SASL_MECHANISM", default=d.sasl_mechanism,
+        choices=SASL_MECHANISMS, help="SASL mechanism when the protocol is SASL_*", environ=environ)
+    add(g, "--ssl-cafile", env="KAFKA_SSL_CAFILE", default=d.ssl_cafile,
+        help="CA certificate (PEM) that signed the brokers' certificates", environ=environ)
+    add(g, "--connect-timeout", env="KAFKA_CONNECT_TIMEOUT", default=d.connect_timeout,
+        type=positive_float, help="seconds to wait for the cluster to answer at start", environ=environ)
+
+
+def kafka_from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> KafkaSettings:
+    """SASL username and password come from the environment only, never from flags."""
+    environ = os.environ if environ is None else environ
+    return KafkaSettings(
+        bootstrap_servers=ns.bootstrap_servers,
+        client=ns.kafka_client,
+        security_protocol=ns.security_protocol,
+        sasl_mechanism=ns.sasl_mechanism,
+        sasl_username=environ.get("KAFKA_SASL_USERNAME", ""),
+        sasl_password=Secret(environ.get("KAFKA_SASL_PASSWORD", "")),
+        ssl_cafile=ns.ssl_cafile,
+        connect_timeout=ns.connect_timeout,
+    )
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    endpoint_url: str = f"http://127.0.0.1:{defaults.S3_PORT}"
+    access_key_id: str = defaults.S3_ACCESS_KEY_ID
+    secret_access_key: Secret = Secret(defaults.S3_SECRET_ACCESS_KEY)
+    region: str = defaults.REGION
+    bucket: str = defaults.BUCKET
+    ca_bundle: str = ""  # PEM file to trust when the endpoint is https with a private CA
+
+
+def add_lake_args(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    d = LakeSettings()
+    g = parser.add_argument_group("Data lake (S3)")
+    add(g, "--endpoint-url", env="AWS_ENDPOINT_URL", default=d.endpoint_url,
+        help="S3 endpoint of the lake (MinIO, versitygw, AWS...)", environ=environ)
+    add(g, "--bucket", env="LAKE_BUCKET", default=d.bucket, help="lake bucket", environ=environ)
+    add(g, "--region", env="AWS_DEFAULT_REGION", default=d.region, help="S3 region", environ=environ)
+    add(g, "--s3-ca-bundle", env="AWS_CA_BUNDLE", default=d.ca_bundle,
+        help="CA certificate (PEM) for an https endpoint with a private CA", environ=environ)
+
+
+def lake_from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> LakeSettings:
+    """Access keys come from the environment only (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    environ = os.environ if environ is None else environ
+    d = LakeSettings()
+    return LakeSettings(
+        endpoint_url=ns.endpoint_url,
+        access_key_id=environ.get("AWS_ACCESS_KEY_ID", d.access_key_id),
+        secret_access_key=Secret(environ.get("AWS_SECRET_ACCESS_KEY", d.secret_access_key.get())),
+        region=ns.region,
+        bucket=ns.bucket,
+        ca_bundle=ns.s3_ca_bundle,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Per-command settings. Each command module adds its own flags through `add()` and builds
+# its dataclass here, so every setting of the project is declared in this one file.
+# (ProducerSettings: faking_data.py; WriterSettings: receive_faking_data.py; VerifySettings.)
