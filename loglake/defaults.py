@@ -5,13 +5,16 @@ One place: `tests/test_compose.py` reads docker-compose.yml and fails if it drif
 
 # Apache Kafka: 3.9 is the last line with ZooKeeper mode; 4.x is KRaft only.
 KAFKA_ZOOKEEPER_MODE_VERSION = "3.9.2"
-KAFKA_KRAFT_MODE_VERSION = "4.1.1"
+KAFKA_KRAFT_MODE_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
+# ZooKeeper server (the official `zookeeper` image line); Kafka 3.9 talks to it with its own 3.8 client.
+ZOOKEEPER_VERSION = "3.9.4"
+# The S3-compatible server the native stack runs (Apache-2.0, from the Go module proxy).
+VERSITYGW_VERSION = "v1.8.0"
 
 # Host ports (loopback), the same as the ports docker-compose.yml publishes.
 KAFKA_PORTS = (9092, 9093, 9094)
 ZOOKEEPER_PORT = 2181
-KRAFT_CONTROLLER_PORT = 9097
 S3_PORT = 9000
 
 TOPIC = "log-data"
@@ -23,4 +26,4 @@ REGION = "us-east-1"
 
 # Development credentials only, documented in README.md; never use them outside a laptop.
 S3_ACCESS_KEY_ID = "loglake"
-S3_SECRET_ACCESS_KEY = "loglake-dev-secret"
+S3_SECRET_ACCESS_KEY = "loglake-dev-secret"  # noqa: S105 - documented development default

@@ -42,8 +42,9 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     # client libraries are chatty at INFO; their warnings still show
     for noisy in ("kafka", "botocore", "boto3", "urllib3", "faker"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -84,11 +84,22 @@ def positive_float(text: str) -> float:
 
 def byte_size(text: str) -> int:
     """'8MiB', '512k', '1000000' -> bytes."""
-    units = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
-             "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
+    units = {
+        "": 1,
+        "b": 1,
+        "k": 1024,
+        "kb": 1000,
+        "kib": 1024,
+        "m": 1024**2,
+        "mb": 1000**2,
+        "mib": 1024**2,
+        "g": 1024**3,
+        "gb": 1000**3,
+        "gib": 1024**3,
+    }
     stripped = text.strip().lower()
     number = stripped.rstrip("kmgib")
-    unit = stripped[len(number):]
+    unit = stripped[len(number) :]
     try:
         value = float(number)
     except ValueError:
@@ -108,8 +119,8 @@ def add(
     *,
     env: str | None,
     default: Any,
-    help: str,  # noqa: A002 - argparse's own name
-    type: Callable[[str], Any] = str,  # noqa: A002
+    help: str,
+    type: Callable[[str], Any] = str,
     choices: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -132,8 +143,12 @@ def add(
     shown_default = "" if isinstance(default, Secret) or default in (None, "") else f" (default: {default})"
     env_note = f" [env {env}]" if env else ""
     parser.add_argument(
-        flag, type=type, default=value, choices=choices,
-        help=f"{help}{shown_default}{env_note}", **kwargs,
+        flag,
+        type=type,
+        default=value,
+        choices=choices,
+        help=f"{help}{shown_default}{env_note}",
+        **kwargs,
     )
 
 
@@ -141,7 +156,7 @@ def _env_error(env: str, message: str) -> str:
     return f"error: environment variable {env}: {message}"
 
 
-def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, *, help: str) -> None:  # noqa: A002
+def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, *, help: str) -> None:
     parser.add_argument(flag, action="store_true", help=help)
 
 
@@ -182,18 +197,58 @@ SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 def add_kafka_args(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
     d = KafkaSettings()
     g = parser.add_argument_group("Kafka connection")
-    add(g, "--bootstrap-servers", env="KAFKA_BOOTSTRAP_SERVERS", default=d.bootstrap_servers,
-        help="Kafka brokers to contact first, host:port[,host:port...]", environ=environ)
-    add(g, "--kafka-client", env="LOGLAKE_KAFKA_CLIENT", default=d.client, choices=KAFKA_CLIENTS,
-        help="Kafka client library", environ=environ)
-    add(g, "--security-protocol", env="KAFKA_SECURITY_PROTOCOL", default=d.security_protocol,
-        choices=SECURITY_PROTOCOLS, help="how to talk to the brokers", environ=environ)
-    add(g, "--sasl-mechanism", env="KAFKA_SASL_MECHANISM", default=d.sasl_mechanism,
-        choices=SASL_MECHANISMS, help="SASL mechanism when the protocol is SASL_*", environ=environ)
-    add(g, "--ssl-cafile", env="KAFKA_SSL_CAFILE", default=d.ssl_cafile,
-        help="CA certificate (PEM) that signed the brokers' certificates", environ=environ)
-    add(g, "--connect-timeout", env="KAFKA_CONNECT_TIMEOUT", default=d.connect_timeout,
-        type=positive_float, help="seconds to wait for the cluster to answer at start", environ=environ)
+    add(
+        g,
+        "--bootstrap-servers",
+        env="KAFKA_BOOTSTRAP_SERVERS",
+        default=d.bootstrap_servers,
+        help="Kafka brokers to contact first, host:port[,host:port...]",
+        environ=environ,
+    )
+    add(
+        g,
+        "--kafka-client",
+        env="LOGLAKE_KAFKA_CLIENT",
+        default=d.client,
+        choices=KAFKA_CLIENTS,
+        help="Kafka client library",
+        environ=environ,
+    )
+    add(
+        g,
+        "--security-protocol",
+        env="KAFKA_SECURITY_PROTOCOL",
+        default=d.security_protocol,
+        choices=SECURITY_PROTOCOLS,
+        help="how to talk to the brokers",
+        environ=environ,
+    )
+    add(
+        g,
+        "--sasl-mechanism",
+        env="KAFKA_SASL_MECHANISM",
+        default=d.sasl_mechanism,
+        choices=SASL_MECHANISMS,
+        help="SASL mechanism when the protocol is SASL_*",
+        environ=environ,
+    )
+    add(
+        g,
+        "--ssl-cafile",
+        env="KAFKA_SSL_CAFILE",
+        default=d.ssl_cafile,
+        help="CA certificate (PEM) that signed the brokers' certificates",
+        environ=environ,
+    )
+    add(
+        g,
+        "--connect-timeout",
+        env="KAFKA_CONNECT_TIMEOUT",
+        default=d.connect_timeout,
+        type=positive_float,
+        help="seconds to wait for the cluster to answer at start",
+        environ=environ,
+    )
 
 
 def kafka_from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -224,12 +279,24 @@ class LakeSettings:
 def add_lake_args(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
     d = LakeSettings()
     g = parser.add_argument_group("Data lake (S3)")
-    add(g, "--endpoint-url", env="AWS_ENDPOINT_URL", default=d.endpoint_url,
-        help="S3 endpoint of the lake (MinIO, versitygw, AWS...)", environ=environ)
+    add(
+        g,
+        "--endpoint-url",
+        env="AWS_ENDPOINT_URL",
+        default=d.endpoint_url,
+        help="S3 endpoint of the lake (MinIO, versitygw, AWS...)",
+        environ=environ,
+    )
     add(g, "--bucket", env="LAKE_BUCKET", default=d.bucket, help="lake bucket", environ=environ)
     add(g, "--region", env="AWS_DEFAULT_REGION", default=d.region, help="S3 region", environ=environ)
-    add(g, "--s3-ca-bundle", env="AWS_CA_BUNDLE", default=d.ca_bundle,
-        help="CA certificate (PEM) for an https endpoint with a private CA", environ=environ)
+    add(
+        g,
+        "--s3-ca-bundle",
+        env="AWS_CA_BUNDLE",
+        default=d.ca_bundle,
+        help="CA certificate (PEM) for an https endpoint with a private CA",
+        environ=environ,
+    )
 
 
 def lake_from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> LakeSettings:

@@ -1,0 +1,279 @@
+"""`scripts/stack`: Kafka, ZooKeeper and an S3 server, natively, without Docker.
+
+    scripts/stack up [--mode zookeeper|kraft] [--brokers 1|3] [--secure] [--port-offset N]
+    scripts/stack env | status | down [--wipe]
+    scripts/stack kill NAME [--signal TERM]   |   scripts/stack start NAME
+    scripts/stack kafka TOOL ARGS...          (kafka-topics, kafka-console-consumer, ...)
+
+`--name NAME` (before the command) selects another instance: the default one uses the ports of
+docker-compose.yml; others, started with `--port-offset`, run beside it (the tests do this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from loglake import defaults
+from loglake.errors import run_cli, setup_logging
+from loglake.stack import fetch
+from loglake.stack.cluster import SCRAM_USER, StackConfig
+from loglake.stack.services import Instance, StackError
+
+log = logging.getLogger("loglake.stack")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scripts/stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--name",
+        default=os.environ.get("LOGLAKE_STACK_NAME", "default"),
+        help="stack instance (default: default) [env LOGLAKE_STACK_NAME]",
+    )
+    p.add_argument(
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("LOGLAKE_STACK_HOME", REPO / ".stack")),
+        help="folder for the cache, data and logs (default: .stack) [env LOGLAKE_STACK_HOME]",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the stack (idempotent) and wait until every service answers")
+    up.add_argument(
+        "--mode",
+        choices=["zookeeper", "kraft"],
+        default="zookeeper",
+        help=f"zookeeper: Kafka {defaults.KAFKA_ZOOKEEPER_MODE_VERSION} + ZooKeeper "
+        f"{defaults.ZOOKEEPER_VERSION}; kraft: Kafka {defaults.KAFKA_KRAFT_MODE_VERSION}",
+    )
+    up.add_argument("--brokers", type=int, choices=[1, 3], default=1)
+    up.add_argument(
+        "--secure", action="store_true", help="SASL/SCRAM-SHA-512 over TLS for Kafka clients, https for S3"
+    )
+    up.add_argument("--port-offset", type=int, default=0, help="add N to every port")
+    up.add_argument(
+        "--partitions",
+        type=int,
+        default=defaults.TOPIC_PARTITIONS,
+        help=f"partitions of topic {defaults.TOPIC}",
+    )
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each service")
+    sub.add_parser("env", help='print export lines for a shell: eval "$(scripts/stack env)"')
+    sub.add_parser("status", help="show each service; exit 0 only if all are up and answering")
+    down = sub.add_parser("down", help="stop every service")
+    down.add_argument("--wipe", action="store_true", help="also delete the data and logs")
+    kill = sub.add_parser("kill", help="stop one service hard (SIGKILL), for fault tests")
+    kill.add_argument("service")
+    kill.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
+    start = sub.add_parser("start", help="start one stopped service and wait until it answers")
+    start.add_argument("service")
+    start.add_argument("--timeout", type=float, default=120.0)
+    tool = sub.add_parser("kafka", help="run one of Kafka's command-line tools from the same jars")
+    tool.add_argument("tool", help=", ".join(sorted(fetch.TOOLS)))
+    tool.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _load(home: Path, name: str) -> Instance | None:
+    state = home / name / "stack.json"
+    return Instance(home, StackConfig.load(state)) if state.exists() else None
+
+
+def _require(home: Path, name: str) -> Instance:
+    inst = _load(home, name)
+    if inst is None:
+        raise StackError(f"stack {name!r} has never been started; run: scripts/stack up")
+    return inst
+
+
+def cmd_up(home: Path, ns: argparse.Namespace) -> int:
+    wanted = StackConfig(
+        name=ns.name,
+        mode=ns.mode,
+        brokers=ns.brokers,
+        port_offset=ns.port_offset,
+        secure=ns.secure,
+        partitions=ns.partitions,
+    )
+    existing = _load(home, ns.name)
+    if existing and not existing.cfg.same_shape(wanted):
+        if existing.running():
+            raise StackError(
+                f"stack {ns.name!r} is already up as {existing.cfg.describe()}; "
+                f"stop it first: scripts/stack --name {ns.name} down"
+            )
+        raise StackError(
+            f"stack {ns.name!r} holds data of another shape ({existing.cfg.describe()}); "
+            f"delete it first: scripts/stack --name {ns.name} down --wipe"
+        )
+    if existing:
+        wanted.cluster_id, wanted.scram_password = existing.cfg.cluster_id, existing.cfg.scram_password
+    inst = Instance(home, wanted)
+    inst.dir.mkdir(parents=True, exist_ok=True)
+    wanted.save(inst.dir / "stack.json")
+    (inst.dir / "stack.json").chmod(0o600)
+
+    started = time.monotonic()
+    fetch.versitygw_binary(inst.cache)
+    fetch.kafka_libs(inst.cache, wanted.kafka_version)
+    if wanted.mode == "zookeeper":
+        fetch.zookeeper_libs(inst.cache, defaults.ZOOKEEPER_VERSION)
+    inst.ensure_tls()
+    fetched = time.monotonic() - started
+
+    inst.start("s3", ns.timeout)
+    if wanted.mode == "zookeeper":
+        inst.start("zookeeper", ns.timeout)
+        if wanted.secure and not (inst.dir / ".scram-user").exists():
+            inst.add_scram_user_zookeeper()
+            (inst.dir / ".scram-user").write_text("stored\n")
+    brokers = [s for s in wanted.service_names() if s.startswith("kafka-")]
+    _start_together(inst, brokers, ns.timeout)
+    inst.create_topics(ns.timeout)
+    inst.create_bucket()
+    inst.write_client_properties()
+    log.info(
+        "stack %r is up: %s, in %.1fs (%.1fs of it fetching)",
+        ns.name,
+        wanted.describe(),
+        time.monotonic() - started,
+        fetched,
+    )
+    sys.stderr.write(
+        f'stack {ns.name!r} up. Use it with:  eval "$(scripts/stack'
+        f'{"" if ns.name == "default" else " --name " + ns.name} env)"\n'
+    )
+    return 0
+
+
+def _start_together(inst: Instance, services: list[str], timeout: float) -> None:
+    """Brokers of a KRaft quorum need each other to start: launch all, then wait for each."""
+    errors: list[BaseException] = []
+
+    def one(service: str) -> None:
+        try:
+            inst.start(service, timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def cmd_down(home: Path, ns: argparse.Namespace) -> int:
+    inst = _load(home, ns.name)
+    if inst is None:
+        log.info("stack %r is not there; nothing to stop", ns.name)
+        return 0
+    brokers = [s for s in inst.cfg.service_names() if s.startswith("kafka-")]
+    threads = [threading.Thread(target=inst.stop, args=(s,)) for s in brokers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for service in ("zookeeper", "s3"):
+        inst.stop(service)
+    if ns.wipe:
+        shutil.rmtree(inst.dir, ignore_errors=True)
+        log.info("stack %r stopped and its data deleted", ns.name)
+    else:
+        log.info("stack %r stopped (data kept; `down --wipe` deletes it)", ns.name)
+    return 0
+
+
+def env_lines(inst: Instance) -> list[str]:
+    cfg = inst.cfg
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap_servers,
+        "AWS_ENDPOINT_URL": cfg.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": defaults.S3_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": defaults.S3_SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": defaults.REGION,
+        "LAKE_BUCKET": defaults.BUCKET,
+        "KAFKA_SECURITY_PROTOCOL": cfg.security_protocol,
+    }
+    if cfg.secure:
+        values.update(
+            {
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME": SCRAM_USER,
+                "KAFKA_SASL_PASSWORD": cfg.scram_password,
+                "KAFKA_SSL_CAFILE": str(inst.tls_dir / "ca.crt"),
+                "AWS_CA_BUNDLE": str(inst.tls_dir / "ca.crt"),
+            }
+        )
+    values["LOGLAKE_KAFKA_CLIENT_PROPERTIES"] = str(inst.dir / "client.properties")
+    return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+
+
+def cmd_status(home: Path, ns: argparse.Namespace) -> int:
+    inst = _load(home, ns.name)
+    if inst is None:
+        sys.stdout.write(f"stack {ns.name!r}: not started\n")
+        return 1
+    sys.stdout.write(f"stack {ns.name!r}: {inst.cfg.describe()}\n")
+    all_up = True
+    for service in inst.cfg.service_names():
+        pid = inst.pid(service)
+        state = (
+            "answering" if pid and inst.healthy(service) else "running, not answering" if pid else "stopped"
+        )
+        all_up &= state == "answering"
+        sys.stdout.write(
+            f"  {service:<10} 127.0.0.1:{inst.cfg.port_of(service):<6} pid {pid or '-':<8} "
+            f"{state:<22} log {inst.log_path(service)}\n"
+        )
+    return 0 if all_up else 1
+
+
+def cmd_kafka(home: Path, ns: argparse.Namespace) -> int:
+    inst = _load(home, ns.name) or Instance(home, StackConfig(name=ns.name))
+    libs = fetch.kafka_libs(inst.cache, inst.cfg.kafka_version)
+    return inst.kafka_tool(libs, ns.tool, ns.args).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    setup_logging(verbose=ns.verbose)
+    logging.getLogger("loglake").setLevel(logging.DEBUG if ns.verbose else logging.INFO)
+    home: Path = ns.home
+    if ns.command == "up":
+        return cmd_up(home, ns)
+    if ns.command == "down":
+        return cmd_down(home, ns)
+    if ns.command == "env":
+        sys.stdout.write("\n".join(env_lines(_require(home, ns.name))) + "\n")
+        return 0
+    if ns.command == "status":
+        return cmd_status(home, ns)
+    if ns.command == "kill":
+        inst = _require(home, ns.name)
+        if ns.service not in inst.cfg.service_names():
+            raise StackError(f"no service {ns.service!r}; services: {', '.join(inst.cfg.service_names())}")
+        inst.stop(ns.service, signal.SIGKILL if ns.signal == "KILL" else signal.SIGTERM)
+        log.info("%s stopped (SIG%s)", ns.service, ns.signal)
+        return 0
+    if ns.command == "start":
+        _require(home, ns.name).start(ns.service, ns.timeout)
+        return 0
+    return cmd_kafka(home, ns)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

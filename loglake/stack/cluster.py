@@ -1,0 +1,256 @@
+"""What a native stack instance is: its services, their ports, configuration files and health checks.
+
+An instance lives in one folder (`.stack/<name>/`): `stack.json` (its shape), one folder per service
+(configuration, data, `pid`, `log`), and `tls/` for `--secure`. The default instance uses the same
+ports as docker-compose.yml; `--port-offset` moves every port, so tests can run a second instance
+(a three-broker cluster, KRaft, secure) beside the default one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import socket
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from loglake import defaults
+
+SCRAM_USER = "loglake"
+
+
+@dataclass
+class StackConfig:
+    name: str = "default"
+    mode: str = "zookeeper"  # or "kraft"
+    brokers: int = 1
+    port_offset: int = 0
+    secure: bool = False
+    partitions: int = defaults.TOPIC_PARTITIONS
+    cluster_id: str = field(
+        default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    )
+    scram_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+
+    @property
+    def kafka_version(self) -> str:
+        if self.mode == "zookeeper":
+            return defaults.KAFKA_ZOOKEEPER_MODE_VERSION
+        return defaults.KAFKA_KRAFT_MODE_VERSION
+
+    def kafka_port(self, node: int) -> int:
+        return defaults.KAFKA_PORTS[node - 1] + self.port_offset
+
+    def internal_port(self, node: int) -> int:
+        """Broker-to-broker listener (PLAINTEXT on loopback), apart from the client listener."""
+        return 19091 + node + self.port_offset
+
+    def controller_port(self, node: int) -> int:
+        return 29091 + node + self.port_offset
+
+    @property
+    def zookeeper_port(self) -> int:
+        return defaults.ZOOKEEPER_PORT + self.port_offset
+
+    @property
+    def s3_port(self) -> int:
+        return defaults.S3_PORT + self.port_offset
+
+    @property
+    def replication(self) -> int:
+        return min(3, self.brokers)
+
+    @property
+    def min_insync(self) -> int:
+        return 2 if self.brokers >= 3 else 1
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{self.kafka_port(n)}" for n in range(1, self.brokers + 1))
+
+    @property
+    def security_protocol(self) -> str:
+        return "SASL_SSL" if self.secure else "PLAINTEXT"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.s3_port}"
+
+    def service_names(self) -> list[str]:
+        names = ["s3"]
+        if self.mode == "zookeeper":
+            names.append("zookeeper")
+        names += [f"kafka-{n}" for n in range(1, self.brokers + 1)]
+        return names
+
+    def port_of(self, service: str) -> int:
+        if service == "s3":
+            return self.s3_port
+        if service == "zookeeper":
+            return self.zookeeper_port
+        return self.kafka_port(int(service.split("-")[1]))
+
+    def same_shape(self, other: StackConfig) -> bool:
+        keys = ("mode", "brokers", "port_offset", "secure")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def describe(self) -> str:
+        secure = ", secure (SASL_SSL + TLS)" if self.secure else ""
+        return (
+            f"{self.mode} mode, Kafka {self.kafka_version}, {self.brokers} broker(s){secure}, "
+            f"ports +{self.port_offset}"
+        )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> StackConfig:
+        return cls(**json.loads(path.read_text()))
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration files
+
+
+def zookeeper_properties(cfg: StackConfig, data: Path) -> str:
+    return "\n".join(
+        [
+            f"dataDir={data}",
+            f"clientPort={cfg.zookeeper_port}",
+            "clientPortAddress=127.0.0.1",
+            "maxClientCnxns=0",
+            "admin.enableServer=false",
+            "4lw.commands.whitelist=ruok,srvr,stat",
+            "tickTime=2000",
+            "initLimit=10",
+            "syncLimit=5",
+            "",
+        ]
+    )
+
+
+def kafka_properties(cfg: StackConfig, node: int, data: Path, tls_dir: Path) -> str:
+    client = f"CLIENT://127.0.0.1:{cfg.kafka_port(node)}"
+    internal = f"INTERNAL://127.0.0.1:{cfg.internal_port(node)}"
+    protocols = [f"CLIENT:{cfg.security_protocol}", "INTERNAL:PLAINTEXT"]
+    lines = [
+        f"log.dirs={data}",
+        f"advertised.listeners={client},{internal}",
+        "inter.broker.listener.name=INTERNAL",
+        f"num.partitions={cfg.partitions}",
+        f"default.replication.factor={cfg.replication}",
+        f"min.insync.replicas={cfg.min_insync}",
+        f"offsets.topic.replication.factor={cfg.replication}",
+        f"transaction.state.log.replication.factor={cfg.replication}",
+        f"transaction.state.log.min.isr={cfg.min_insync}",
+        "offsets.topic.num.partitions=10",
+        "auto.create.topics.enable=false",
+        "group.initial.rebalance.delay.ms=0",
+        "log.retention.hours=168",
+        "unclean.leader.election.enable=false",
+    ]
+    if cfg.mode == "zookeeper":
+        lines += [
+            f"broker.id={node}",
+            f"listeners={client},{internal}",
+            f"zookeeper.connect=127.0.0.1:{cfg.zookeeper_port}",
+            "zookeeper.connection.timeout.ms=18000",
+        ]
+    else:
+        voters = ",".join(f"{n}@127.0.0.1:{cfg.controller_port(n)}" for n in range(1, cfg.brokers + 1))
+        protocols.append("CONTROLLER:PLAINTEXT")
+        lines += [
+            "process.roles=broker,controller",
+            f"node.id={node}",
+            f"controller.quorum.voters={voters}",
+            f"listeners={client},{internal},CONTROLLER://127.0.0.1:{cfg.controller_port(node)}",
+            "controller.listener.names=CONTROLLER",
+        ]
+    lines.append(f"listener.security.protocol.map={','.join(protocols)}")
+    if cfg.secure:
+        lines += [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.client.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls_dir / 'server.pem'}",
+            "ssl.client.auth=none",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def client_properties(cfg: StackConfig, tls_dir: Path) -> str:
+    """For Kafka's own command-line tools (`--command-config`) against a secure instance."""
+    if not cfg.secure:
+        return "security.protocol=PLAINTEXT\n"
+    return "\n".join(
+        [
+            "security.protocol=SASL_SSL",
+            "sasl.mechanism=SCRAM-SHA-512",
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{SCRAM_USER}" password="{cfg.scram_password}";',
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls_dir / 'ca.crt'}",
+            "",
+        ]
+    )
+
+
+BROKER_LOG4J = """log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.org.apache.zookeeper=WARN
+"""
+
+TOOLS_LOG4J = """log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+"""
+
+BROKER_LOG4J2 = """status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = OUT
+logger.req.name = kafka.request.logger
+logger.req.level = warn
+"""
+
+TOOLS_LOG4J2 = """status = warn
+appender.err.type = Console
+appender.err.name = ERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.err.ref = ERR
+"""
+
+
+def log_config(kafka_version: str, tools: bool) -> tuple[str, str, str]:
+    """(file name, content, JVM option naming it) for a broker or for the command-line tools."""
+    if kafka_version.startswith("3."):
+        name = "tools-log4j.properties" if tools else "log4j.properties"
+        return name, TOOLS_LOG4J if tools else BROKER_LOG4J, "-Dlog4j.configuration=file:"
+    name = "tools-log4j2.properties" if tools else "log4j2.properties"
+    return name, TOOLS_LOG4J2 if tools else BROKER_LOG4J2, "-Dlog4j2.configurationFile="
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
