@@ -1,0 +1,155 @@
+"""Shared fixtures. Integration tests use the default native stack (scripts/test brings it up);
+tests marked `stack` or `faults` start instances of their own beside it with `extra_stack`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+STACK_ENV_KEYS = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "LAKE_BUCKET",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "AWS_CA_BUNDLE",
+    "LOGLAKE_KAFKA_CLIENT_PROPERTIES",
+)
+
+
+def stack(
+    *args: str, name: str = "default", check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run scripts/stack for instance `name`; its output is captured."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "stack"), "--name", name, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"scripts/stack {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def read_stack_env(name: str = "default") -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in stack("env", name=name).stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'")
+    return env
+
+
+def clean_env(stack_env: dict[str, str]) -> dict[str, str]:
+    """The process environment without any stack variables, plus those of `stack_env`."""
+    env = {k: v for k, v in os.environ.items() if k not in STACK_ENV_KEYS}
+    env.update(stack_env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    """Environment variables of the running default stack (as `scripts/stack env` prints them)."""
+    status = stack("status", check=False)
+    if status.returncode != 0:
+        pytest.fail(
+            "the default stack is not up: run `scripts/stack up` (scripts/test does it)\n" + status.stdout
+        )
+    return read_stack_env()
+
+
+@pytest.fixture(scope="session")
+def admin(stack_env: dict[str, str]):
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP_SERVERS"]})
+
+
+def create_topic(
+    bootstrap: str,
+    partitions: int = 3,
+    replication: int = 1,
+    name: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = name or f"t-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    future = admin.create_topics([NewTopic(name, partitions, replication, config=extra or {})])[name]
+    future.result(timeout=30)
+    return name
+
+
+@pytest.fixture
+def new_topic(stack_env: dict[str, str]) -> Callable[..., str]:
+    """Factory: new_topic(partitions=3) -> the name of a fresh topic (and its `.dlq` sibling)."""
+
+    def make(partitions: int = 3, with_dlq: bool = True) -> str:
+        name = create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], partitions)
+        if with_dlq:
+            create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], partitions, name=name + ".dlq")
+        return name
+
+    return make
+
+
+@pytest.fixture
+def s3(stack_env: dict[str, str]):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
+        region_name=stack_env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+# Extra stack instances: each name gets its own port offset so they never collide with the default one.
+_OFFSETS = {
+    "zk3": 100,
+    "kraft1": 200,
+    "kraft3": 300,
+    "secure": 400,
+    "faults": 500,
+    "lakeout": 600,
+    "zkfault": 700,
+    "w1": 800,
+}
+
+
+@contextlib.contextmanager
+def extra_stack(name: str, *up_args: str) -> Iterator[dict[str, str]]:
+    """Bring up a private instance, yield its environment, always stop and wipe it afterwards."""
+    offset = _OFFSETS[name]
+    stack("down", "--wipe", name=name, check=False)
+    try:
+        stack("up", "--port-offset", str(offset), *up_args, name=name)
+        yield read_stack_env(name)
+    finally:
+        stack("down", "--wipe", name=name, check=False)
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
