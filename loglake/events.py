@@ -1,9 +1,9 @@
 """The log event: its schema and JSON encoding (first section), and the validation of what
 comes off the topic (second section).
 
-One event is one JSON object, UTF-8, with the fields of `FIELDS` in that order (event_id
-first: `event_id_of()` reads it without parsing the whole object) and, depending on the
-event type, some of `OPTIONAL_FIELDS`. `event_time` is RFC 3339 in UTC with milliseconds,
+One event is one JSON object, UTF-8, with every field of `FIELDS` and, depending on the
+event type, some of `OPTIONAL_FIELDS`. `event_id` comes first (`event_id_of()` reads it
+without parsing the whole object); the order of the others carries no meaning. `event_time` is RFC 3339 in UTC with milliseconds,
 e.g. `2026-11-24T21:03:04.123Z`; it is also the Kafka record's timestamp.
 """
 
