@@ -1,0 +1,291 @@
+"""The one home of the Kafka client libraries: confluent-kafka (librdkafka) or kafka-python.
+
+- `confluent_config()` / `kafka_python_config()`: connection options (bootstrap, TLS, SASL)
+  built from `KafkaSettings`, one function per library, shared by producer and consumer.
+- Producer side: `open_producer()` returns a `LogProducer` with one interface for both
+  libraries: send(key, value, timestamp_ms, headers, on_result), poll, flush, close.
+- Consumer side: below, in its own section.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from loglake.errors import ConfigError, KafkaUnavailable
+from loglake.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------
+# Connection options, one function per library
+
+
+def confluent_config(settings: KafkaSettings) -> dict[str, Any]:
+    """librdkafka options for the cluster in `settings` (shared by producer and consumer)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+        "socket.connection.setup.timeout.ms": int(settings.connect_timeout * 1000),
+        "logger": _LibrdkafkaLog(),
+    }
+    if settings.uses_sasl:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username
+        config["sasl.password"] = settings.sasl_password.get()
+    if settings.uses_tls and settings.ssl_cafile:
+        config["ssl.ca.location"] = settings.ssl_cafile
+    return config
+
+
+def kafka_python_config(settings: KafkaSettings) -> dict[str, Any]:
+    """kafka-python keyword arguments for the cluster in `settings` (producer and consumer)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": settings.security_protocol,
+        "api_version_auto_timeout_ms": int(settings.connect_timeout * 1000),
+    }
+    if settings.uses_sasl:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.sasl_username
+        config["sasl_plain_password"] = settings.sasl_password.get()
+    if settings.uses_tls:
+        config["ssl_check_hostname"] = True
+        if settings.ssl_cafile:
+            config["ssl_cafile"] = settings.ssl_cafile
+    return config
+
+
+class _LibrdkafkaLog:
+    """librdkafka's own log lines go to DEBUG: what a user must see comes through the error
+    callback and our own sentences (a refused connection is not worth ten log lines)."""
+
+    _log = logging.getLogger("loglake.librdkafka")
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        self._log.debug(msg, *args)
+
+
+# ---------------------------------------------------------------------------------------
+# Producer side
+
+# on_result(error, value): error is None when the broker acknowledged the record.
+DeliveryCallback = Callable[[str | None, bytes], None]
+Headers = Sequence[tuple[str, bytes]]
+
+COMPRESSIONS = ["lz4", "zstd", "gzip", "snappy", "none"]
+
+
+@dataclass(frozen=True)
+class ProducerTuning:
+    """Delivery and batching options common to both libraries."""
+
+    compression: str = "lz4"
+    linger_ms: int = 10
+    batch_bytes: int = 1_000_000
+    delivery_timeout: float = 120.0  # seconds a record may take, retries included, to be acknowledged
+    client_id: str = "loglake-producer"
+
+
+class LogProducer(Protocol):
+    def check_topic(self, topic: str) -> int:
+        """Partitions of `topic`; KafkaUnavailable when no broker answers or it does not exist."""
+        ...
+
+    def send(
+        self, key: bytes, value: bytes, timestamp_ms: int, headers: Headers, on_result: DeliveryCallback
+    ) -> None: ...
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks, waiting up to `timeout` seconds for one."""
+        ...
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every record is acknowledged or failed; returns how many are still in flight."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_producer(settings: KafkaSettings, topic: str, tuning: ProducerTuning) -> LogProducer:
+    """A producer for `topic`: acks=all, idempotent, retrying, compressed, batched."""
+    if settings.client == "kafka-python":
+        return KafkaPythonProducer(settings, topic, tuning)
+    return ConfluentProducer(settings, topic, tuning)
+
+
+def _unreachable(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
+    return KafkaUnavailable(
+        f"no Kafka broker answered at {settings.describe()} within {settings.connect_timeout:g} s ({detail})"
+    )
+
+
+def _missing_topic(settings: KafkaSettings, topic: str) -> KafkaUnavailable:
+    return KafkaUnavailable(
+        f"topic {topic!r} does not exist on {settings.bootstrap_servers} and the broker does not create "
+        f"topics on demand; create it first (scripts/stack up creates {topic!r} when it is the default)"
+    )
+
+
+class ConfluentProducer:
+    """confluent-kafka (librdkafka): batching, compression and retries happen in C threads."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, tuning: ProducerTuning) -> None:
+        from confluent_kafka import KafkaException, Producer
+
+        self._settings = settings
+        self._topic = topic
+        self._started = False
+        config = confluent_config(settings) | {
+            "client.id": tuning.client_id,
+            "acks": "all",
+            "enable.idempotence": True,  # retries without duplicates or reordering
+            "compression.type": tuning.compression,
+            "linger.ms": tuning.linger_ms,
+            "batch.size": tuning.batch_bytes,
+            "batch.num.messages": 100_000,
+            "queue.buffering.max.messages": 200_000,
+            "queue.buffering.max.kbytes": 128 * 1024,
+            "message.timeout.ms": int(tuning.delivery_timeout * 1000),
+            "partitioner": "murmur2_random",  # the Java client's key -> partition mapping
+            "error_cb": self._on_error,
+        }
+        try:
+            self._producer = Producer(config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ConfigError(f"the Kafka producer options were rejected: {exc}") from None
+        self._produce = self._producer.produce
+        self._adapter: tuple[DeliveryCallback, Callable[[Any, Any], None]] | None = None
+
+    def _on_error(self, error: Any) -> None:
+        if error.fatal():
+            log.error("Kafka producer fatal error: %s", error.str())
+        elif self._started:
+            log.warning("Kafka: %s", error.str())
+        else:
+            log.debug("Kafka (while connecting): %s", error.str())
+
+    def check_topic(self, topic: str) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = self._producer.list_topics(timeout=self._settings.connect_timeout)
+        except KafkaException as exc:
+            raise _unreachable(self._settings, exc.args[0].str()) from None
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise _missing_topic(self._settings, topic)
+        self._started = True
+        return len(found.partitions)
+
+    def _callback(self, on_result: DeliveryCallback) -> Callable[[Any, Any], None]:
+        if self._adapter is None or self._adapter[0] is not on_result:
+
+            def adapt(error: Any, message: Any) -> None:
+                on_result(None if error is None else error.str(), message.value())
+
+            self._adapter = (on_result, adapt)
+        return self._adapter[1]
+
+    def send(
+        self, key: bytes, value: bytes, timestamp_ms: int, headers: Headers, on_result: DeliveryCallback
+    ) -> None:
+        callback = self._callback(on_result)
+        while True:
+            try:
+                self._produce(
+                    self._topic, value, key, timestamp=timestamp_ms, headers=headers, on_delivery=callback
+                )
+                return
+            except BufferError:  # local queue full: let deliveries drain
+                self._producer.poll(0.05)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        return self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.flush(0)
+
+
+class KafkaPythonProducer:
+    """kafka-python (pure Python): batching and compression run in its sender thread."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, tuning: ProducerTuning) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError, NoBrokersAvailable
+
+        self._settings = settings
+        self._topic = topic
+        compression = None if tuning.compression == "none" else tuning.compression
+        try:
+            self._producer = KafkaProducer(
+                **kafka_python_config(settings),
+                client_id=tuning.client_id,
+                acks="all",
+                enable_idempotence=True,
+                compression_type=compression,
+                linger_ms=tuning.linger_ms,
+                batch_size=min(tuning.batch_bytes, 1_000_000),
+                buffer_memory=128 * 1024 * 1024,
+                delivery_timeout_ms=int(tuning.delivery_timeout * 1000),
+                request_timeout_ms=min(30_000, int(tuning.delivery_timeout * 1000)),
+                max_block_ms=int(settings.connect_timeout * 1000),
+            )
+        except NoBrokersAvailable:
+            raise _unreachable(settings, "no broker available") from None
+        except AssertionError as exc:  # kafka-python checks codec libraries with assert
+            raise ConfigError(
+                f"kafka-python cannot use {tuning.compression} compression here: {exc}"
+            ) from None
+        except KafkaError as exc:
+            raise _unreachable(settings, str(exc)) from None
+        self._send = self._producer.send
+
+    def check_topic(self, topic: str) -> int:
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            partitions = self._producer.partitions_for(topic)
+        except KafkaTimeoutError:
+            partitions = None
+        if not partitions:
+            if self._producer.bootstrap_connected():  # the cluster answers: the topic is missing
+                raise _missing_topic(self._settings, topic)
+            raise _unreachable(self._settings, "no metadata")
+        return len(partitions)
+
+    def send(
+        self, key: bytes, value: bytes, timestamp_ms: int, headers: Headers, on_result: DeliveryCallback
+    ) -> None:
+        future = self._send(
+            self._topic, value=value, key=key, headers=list(headers), timestamp_ms=timestamp_ms
+        )
+        future.add_callback(lambda _metadata: on_result(None, value))
+        future.add_errback(lambda exc: on_result(str(exc) or type(exc).__name__, value))
+
+    def poll(self, timeout: float = 0.0) -> None:
+        # callbacks run on kafka-python's sender thread; nothing to serve here
+        if timeout > 0:
+            time.sleep(timeout)
+
+    def flush(self, timeout: float) -> int:
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaTimeoutError:
+            return 1  # kafka-python does not say how many; at least one is still in flight
+        return 0
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------
+# Consumer side (lake writer) goes below this line.
