@@ -317,3 +317,46 @@ def lake_from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = N
 # Per-command settings. Each command module adds its own flags through `add()` and builds
 # its dataclass here, so every setting of the project is declared in this one file.
 # (ProducerSettings: faking_data.py; WriterSettings: receive_faking_data.py; VerifySettings.)
+
+
+# ---------------------------------------------------------------------------------------
+# Producer (faking_data.py, `python -m loglake produce`); flags in loglake/produce.py
+
+
+def rfc3339_ms(text: str) -> int:
+    """'2026-01-01T00:00:00Z' -> epoch milliseconds."""
+    from loglake.events import parse_event_time
+
+    try:
+        return parse_event_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time such as 2026-01-01T00:00:00Z"
+        ) from None
+
+
+def optional_non_negative_int(text: str) -> int | None:
+    """'' -> None (no limit), else a whole number >= 0."""
+    return None if text.strip() == "" else non_negative_int(text)
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    kafka: KafkaSettings = KafkaSettings()
+    topic: str = defaults.TOPIC
+    count: int | None = None  # None: until stopped (or --duration)
+    rate: float = 50.0  # events per second; 0 = as fast as possible
+    duration: float | None = None  # seconds of generating; None = no limit
+    seed: int | None = None  # same seed (and start time) -> same events
+    start_time_ms: int | None = None  # simulated clock start; None = wall clock (or SEEDED_START)
+    progress_every: float = 5.0  # seconds between progress lines
+    quiet: bool = False
+    acked_ids_file: str = ""  # write the event_id of every acknowledged event here, one per line
+    compression: str = "lz4"
+    linger_ms: int = 10
+    batch_bytes: int = 1_000_000
+    delivery_timeout: float = 120.0  # seconds an event may take to be acknowledged, retries included
+    producer_id: str = ""  # record header; empty: <hostname>-<pid>
+
+    # A seeded run without --start-time starts its simulated clock here, so it is reproducible.
+    SEEDED_START = "2026-01-01T00:00:00Z"

@@ -1,0 +1,416 @@
+"""Fake platform logs -> Kafka: rate, count, keys, headers and delivery accounting.
+
+`produce(settings)` is the library call (tests and benchmarks use it); `main()` is the command
+line behind `faking_data.py` and `python -m loglake produce`.
+
+Every event is counted once as sent, then as acknowledged or failed from the client's delivery
+callback. The run ends after `count` events, after `duration` seconds, or at SIGINT/SIGTERM;
+then what is in flight is flushed and one summary line is printed. Exit status 0 only if every
+event that was sent was acknowledged (and, without a signal, every event asked for was sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, NoReturn
+
+from loglake import defaults
+from loglake.errors import ConfigError, KafkaUnavailable, LoglakeError, run_cli, setup_logging
+from loglake.events import event_id_of, record_headers
+from loglake.fake import FakeLogs, SimClock
+from loglake.kafka import COMPRESSIONS, ProducerTuning, open_producer
+from loglake.settings import (
+    ProducerSettings,
+    add,
+    add_kafka_args,
+    byte_size,
+    kafka_from_args,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    rfc3339_ms,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK = 1000  # events generated and handed to the client per step at full speed
+
+
+class DeliveryFailed(LoglakeError):
+    """Some events were not acknowledged."""
+
+
+@dataclass
+class DeliveryReport:
+    """What happened to the events of one run. Counts come from the delivery callbacks."""
+
+    requested: int | None
+    topic: str
+    sent: int = 0
+    acked: int = 0
+    failed: int = 0
+    elapsed: float = 0.0
+    first_error: str | None = None
+    stopped_by: str | None = None  # signal name when a signal ended the run
+    in_flight: int = 0  # neither acknowledged nor failed when the flush gave up
+    acked_ids: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.acked / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Everything sent was acknowledged, and everything asked for was sent (unless stopped)."""
+        complete = self.stopped_by is not None or self.requested is None or self.sent == self.requested
+        return self.failed == 0 and self.in_flight == 0 and self.acked == self.sent and complete
+
+    def summary(self) -> str:
+        stopped = f" stopped_by={self.stopped_by}" if self.stopped_by else ""
+        return (
+            f"produced topic={self.topic} sent={self.sent} acked={self.acked} failed={self.failed}"
+            f" in_flight={self.in_flight} elapsed={self.elapsed:.2f}s events_per_s={self.events_per_s:.0f}"
+            f"{stopped}"
+        )
+
+
+class _Deliveries:
+    """The delivery callback: counts results and records acknowledged event ids."""
+
+    def __init__(self, report: DeliveryReport, ids_out: IO[str] | None, keep_ids: bool) -> None:
+        self.report = report
+        self._ids_out = ids_out
+        if keep_ids:
+            report.acked_ids = []
+        self._ids = report.acked_ids
+        self._track = ids_out is not None or keep_ids
+
+    def __call__(self, error: str | None, value: bytes) -> None:
+        report = self.report
+        if error is None:
+            report.acked += 1
+            if self._track:
+                event_id = event_id_of(value)
+                if self._ids is not None:
+                    self._ids.append(event_id)
+                if self._ids_out is not None:
+                    self._ids_out.write(event_id + "\n")
+        else:
+            report.failed += 1
+            if report.first_error is None:
+                report.first_error = error
+                log.error("an event was not acknowledged: %s", error)
+
+
+def default_producer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def chunk_size(rate: float) -> int:
+    """Events per step: at most 50 ms worth of the rate, so pacing stays smooth."""
+    return MAX_CHUNK if rate <= 0 else max(1, min(MAX_CHUNK, int(rate / 20)))
+
+
+def produce(
+    settings: ProducerSettings,
+    stop: threading.Event | None = None,
+    keep_acked_ids: bool = False,
+    generator: FakeLogs | None = None,
+) -> DeliveryReport:
+    """Generate and send events per `settings` until count, duration or `stop`; flush; report.
+
+    Raises KafkaUnavailable when the cluster does not answer or the topic is missing (before
+    anything is sent). `keep_acked_ids` collects acknowledged event ids in the report.
+    """
+    stop = stop or threading.Event()
+    start_ms = settings.start_time_ms
+    if start_ms is None and settings.seed is not None:
+        start_ms = rfc3339_ms(ProducerSettings.SEEDED_START)
+    clock = SimClock(rate=settings.rate, start_ms=start_ms)
+    tuning = ProducerTuning(
+        compression=settings.compression,
+        linger_ms=settings.linger_ms,
+        batch_bytes=settings.batch_bytes,
+        delivery_timeout=settings.delivery_timeout,
+    )
+    headers = record_headers(settings.producer_id or default_producer_id())
+    report = DeliveryReport(requested=settings.count, topic=settings.topic)
+
+    producer = open_producer(settings.kafka, settings.topic, tuning)
+    try:
+        partitions = producer.check_topic(settings.topic)
+        log.info(
+            "producing to %s (%d partitions) at %s, rate %s",
+            settings.topic,
+            partitions,
+            settings.kafka.describe(),
+            f"{settings.rate:g}/s" if settings.rate > 0 else "unlimited",
+        )
+        generator = generator or FakeLogs(seed=settings.seed)
+        with _ids_file(settings.acked_ids_file) as ids_out:
+            deliveries = _Deliveries(report, ids_out, keep_acked_ids)
+            started = time.monotonic()
+            _send_loop(settings, stop, generator, clock, producer, headers, deliveries, started)
+            if stop.is_set() and report.stopped_by is None:
+                report.stopped_by = "stop"
+            report.in_flight = producer.flush(settings.delivery_timeout)
+            report.elapsed = time.monotonic() - started
+    finally:
+        producer.close()
+    return report
+
+
+def _send_loop(
+    settings: ProducerSettings,
+    stop: threading.Event,
+    generator: FakeLogs,
+    clock: SimClock,
+    producer,  # LogProducer
+    headers: list[tuple[str, bytes]],
+    deliveries: _Deliveries,
+    started: float,
+) -> None:
+    report = deliveries.report
+    rate = settings.rate
+    chunk = chunk_size(rate)
+    step_ms = clock.step_ms
+    send = producer.send
+    next_progress = started + settings.progress_every
+    last_progress = (started, 0)
+    while not stop.is_set():
+        now = time.monotonic()
+        if settings.count is not None and report.sent >= settings.count:
+            break
+        if settings.duration is not None and now - started >= settings.duration:
+            break
+        if rate > 0:
+            wait = started + report.sent / rate - now  # when the next event is due
+            if wait > 0:
+                producer.poll(min(wait, 0.1))
+                continue
+        n = chunk if settings.count is None else min(chunk, settings.count - report.sent)
+        for key, value, timestamp_ms in generator.records(n, clock.chunk_start(report.sent), step_ms):
+            send(key, value, timestamp_ms, headers, deliveries)
+        report.sent += n
+        producer.poll(0)
+        if not settings.quiet and now >= next_progress:
+            then, sent_then = last_progress
+            log.info(
+                "sent=%d acked=%d failed=%d rate=%.0f events/s",
+                report.sent,
+                report.acked,
+                report.failed,
+                (report.sent - sent_then) / (now - then),
+            )
+            last_progress = (now, report.sent)
+            next_progress = now + settings.progress_every
+
+
+@contextmanager
+def _ids_file(path: str) -> Iterator[IO[str] | None]:
+    if not path:
+        yield None
+        return
+    try:
+        out = open(path, "w", encoding="ascii", buffering=1 << 20)  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError(f"cannot write the acknowledged-ids file {path}: {exc.strerror}") from None
+    try:
+        yield out
+    finally:
+        out.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one sentence on stderr and exit status 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(prog: str = "faking_data.py") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Send realistic fake platform log events to a Kafka topic (key = user_id, value = JSON).",
+        epilog="Each flag also reads the environment variable shown in brackets; a flag wins over it.",
+    )
+    g = parser.add_argument_group("What to send")
+    add(g, "--topic", env="LOGLAKE_TOPIC", default=defaults.TOPIC, help="Kafka topic")
+    add(
+        g,
+        "--count",
+        env="LOGLAKE_COUNT",
+        default=None,
+        type=non_negative_int,
+        help="events to send, then stop (default: until stopped)",
+    )
+    add(
+        g,
+        "--rate",
+        env="LOGLAKE_RATE",
+        default=50.0,
+        type=non_negative_float,
+        help="events per second; 0 = as fast as possible",
+    )
+    add(
+        g,
+        "--duration",
+        env="LOGLAKE_DURATION",
+        default=None,
+        type=positive_float,
+        help="seconds to keep sending, then stop (default: no limit)",
+    )
+    add(
+        g,
+        "--seed",
+        env="LOGLAKE_SEED",
+        default=None,
+        type=non_negative_int,
+        help="make the run reproducible: same seed, same events (event times from a simulated clock "
+        f"that starts at --start-time, else {ProducerSettings.SEEDED_START})",
+    )
+    add(
+        g,
+        "--start-time",
+        env="LOGLAKE_START_TIME",
+        default=None,
+        type=rfc3339_ms,
+        help="start a simulated clock at this RFC 3339 time; events are 1/rate s apart (1 ms at rate 0) "
+        "(default: the wall clock, unless --seed)",
+    )
+    g = parser.add_argument_group("Delivery")
+    add(
+        g,
+        "--compression",
+        env="LOGLAKE_COMPRESSION",
+        default="lz4",
+        choices=COMPRESSIONS,
+        help="record batch compression",
+    )
+    add(g, "--linger-ms", env="LOGLAKE_LINGER_MS", default=10, type=non_negative_int, help="batching delay")
+    add(
+        g,
+        "--batch-size",
+        env="LOGLAKE_BATCH_SIZE",
+        default=1_000_000,
+        type=byte_size,
+        help="largest record batch per partition, bytes (e.g. 1MB, 256KiB)",
+    )
+    add(
+        g,
+        "--delivery-timeout",
+        env="LOGLAKE_DELIVERY_TIMEOUT",
+        default=120.0,
+        type=positive_float,
+        help="seconds an event may take to be acknowledged, retries included; also the flush limit",
+    )
+    add(
+        g,
+        "--acked-ids-file",
+        env="LOGLAKE_ACKED_IDS_FILE",
+        default="",
+        help="write the event_id of every acknowledged event to this file, one per line",
+    )
+    add(
+        g,
+        "--producer-id",
+        env="LOGLAKE_PRODUCER_ID",
+        default="",
+        help="value of the producer-id record header (default: <hostname>-<pid>)",
+    )
+    add_kafka_args(parser)
+    g = parser.add_argument_group("Output")
+    add(
+        g,
+        "--progress-every",
+        env="LOGLAKE_PROGRESS_EVERY",
+        default=5.0,
+        type=positive_float,
+        help="seconds between progress lines",
+    )
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines, only warnings and the summary"
+    )
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def settings_from_args(ns: argparse.Namespace) -> ProducerSettings:
+    return ProducerSettings(
+        kafka=kafka_from_args(ns),
+        topic=ns.topic,
+        count=ns.count,
+        rate=ns.rate,
+        duration=ns.duration,
+        seed=ns.seed,
+        start_time_ms=ns.start_time,
+        progress_every=ns.progress_every,
+        quiet=ns.quiet,
+        acked_ids_file=ns.acked_ids_file,
+        compression=ns.compression,
+        linger_ms=ns.linger_ms,
+        batch_bytes=ns.batch_size,
+        delivery_timeout=ns.delivery_timeout,
+        producer_id=ns.producer_id,
+    )
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, report_holder: dict[str, str]) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop` (generation ends, in-flight events are flushed); a second one aborts."""
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        report_holder["signal"] = signal.Signals(signum).name
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    setup_logging(verbose=ns.verbose, quiet=ns.quiet)
+    settings = settings_from_args(ns)
+    stop = threading.Event()
+    caught: dict[str, str] = {}
+    with _stop_on_signals(stop, caught):
+        report = produce(settings, stop=stop)
+    if "signal" in caught:
+        report.stopped_by = caught["signal"]
+    sys.stdout.write(report.summary() + "\n")
+    sys.stdout.flush()
+    if not report.ok:
+        not_acked = report.sent - report.acked
+        detail = f"; first error: {report.first_error}" if report.first_error else ""
+        if not_acked == 0 and report.requested is not None:
+            raise DeliveryFailed(f"only {report.sent} of the {report.requested} events asked for were sent")
+        raise DeliveryFailed(f"{not_acked} of {report.sent} events were not acknowledged{detail}")
+    return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Entry point for scripts: errors become one sentence and an exit status."""
+    return run_cli(main, argv)
+
+
+__all__ = ["DeliveryReport", "KafkaUnavailable", "build_parser", "main", "produce", "run"]
