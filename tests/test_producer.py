@@ -1,0 +1,230 @@
+"""The producer against the real broker of the default stack (and the command line's failures)."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loglake import events
+from loglake.produce import produce
+from loglake.settings import KafkaSettings, ProducerSettings
+from tests.conftest import PYTHON, REPO, clean_env
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
+    """Every record of `topic` (from the start) until `expected` were read, then a short quiet period
+    to catch extras; fails if fewer arrive within `timeout`."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    records = []
+    deadline = time.monotonic() + timeout
+    quiet_until = None
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.consume(num_messages=5000, timeout=0.5)
+            for message in batch:
+                assert message.error() is None, message.error()
+                records.append(message)
+            if len(records) >= expected:
+                quiet_until = quiet_until or time.monotonic() + 2
+                if time.monotonic() >= quiet_until:
+                    break
+    finally:
+        consumer.close()
+    assert len(records) >= expected, f"read {len(records)} of {expected} records from {topic}"
+    return records
+
+
+def settings_for(stack_env: dict[str, str], topic: str, **changes) -> ProducerSettings:
+    kafka = KafkaSettings(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], connect_timeout=10)
+    return dataclasses.replace(
+        ProducerSettings(kafka=kafka, topic=topic, quiet=True, rate=0, linger_ms=5), **changes
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_n_events_produced_are_n_distinct_readable_events(
+    stack_env: dict[str, str], new_topic: Callable[..., str], client: str
+) -> None:
+    topic = new_topic(3, with_dlq=False)
+    settings = settings_for(stack_env, topic, count=3000, producer_id="test-producer")
+    settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, client=client))
+    report = produce(settings, keep_acked_ids=True)
+    assert report.ok, report
+    assert (report.sent, report.acked, report.failed) == (3000, 3000, 0)
+
+    records = consume_all(stack_env["KAFKA_BOOTSTRAP_SERVERS"], topic, 3000)
+    assert len(records) == 3000
+    ids = set()
+    partitions_of_user: dict[bytes, set[int]] = defaultdict(set)
+    for message in records:
+        event = events.decode(message.value())
+        ids.add(event["event_id"])
+        assert message.key() == event["user_id"].encode()
+        kind, timestamp_ms = message.timestamp()
+        assert kind == 1  # CreateTime: the producer set it
+        assert timestamp_ms == events.parse_event_time(event["event_time"])
+        headers = dict(message.headers())
+        assert headers["content-type"] == b"application/json"
+        assert headers["schema-version"] == str(events.SCHEMA_VERSION).encode()
+        assert headers["producer-id"] == b"test-producer"
+        partitions_of_user[message.key()].add(message.partition())
+    assert len(ids) == 3000
+    assert ids == set(report.acked_ids or [])
+    assert all(len(p) == 1 for p in partitions_of_user.values()), "one user's events on one partition"
+    assert len({p for ps in partitions_of_user.values() for p in ps}) == 3
+
+
+@pytest.mark.integration
+def test_same_seed_same_events(stack_env: dict[str, str], new_topic: Callable[..., str]) -> None:
+    runs = []
+    for _ in range(2):
+        topic = new_topic(3, with_dlq=False)
+        report = produce(settings_for(stack_env, topic, count=500, seed=1234, rate=0))
+        assert report.ok, report
+        records = consume_all(stack_env["KAFKA_BOOTSTRAP_SERVERS"], topic, 500)
+        per_partition: dict[int, list[tuple[int, bytes, bytes, int]]] = defaultdict(list)
+        for m in records:
+            per_partition[m.partition()].append((m.offset(), m.key(), m.value(), m.timestamp()[1]))
+        runs.append({p: sorted(rs) for p, rs in per_partition.items()})
+    assert runs[0] == runs[1]
+    first = min(events.decode(v)["event_time"] for rs in runs[0].values() for _, _, v, _ in rs)
+    assert first == "2026-01-01T00:00:00.000Z"  # the seeded clock's start
+
+
+@pytest.mark.integration
+def test_rate_limit_holds_loosely(stack_env: dict[str, str], new_topic: Callable[..., str]) -> None:
+    topic = new_topic(1, with_dlq=False)
+    report = produce(settings_for(stack_env, topic, rate=200, duration=3.0))
+    assert report.ok, report
+    # 600 expected; a shared machine may lag, never run ahead
+    assert 420 <= report.sent <= 640, report
+    assert report.acked == report.sent
+
+
+@pytest.mark.integration
+def test_sigterm_mid_run_flushes_prints_summary_and_all_acked_are_readable(
+    stack_env: dict[str, str], new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = new_topic(3, with_dlq=False)
+    ids_file = tmp_path / "acked.txt"
+    process = subprocess.Popen(
+        [PYTHON, "faking_data.py", "--topic", topic, "--rate", "2000", "--acked-ids-file", str(ids_file)],
+        cwd=REPO,
+        env=clean_env(stack_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stderr.readline()  # "... producing to <topic> ..." once it is sending
+        assert "producing to" in line, line
+        time.sleep(1.5)  # let it send a few thousand events; not an assertion
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    summary = out.strip().splitlines()[-1]
+    assert "stopped_by=SIGTERM" in summary
+    assert "failed=0" in summary
+    acked = ids_file.read_text().split()
+    assert len(acked) >= 500
+    assert f"acked={len(acked)}" in summary
+    records = consume_all(stack_env["KAFKA_BOOTSTRAP_SERVERS"], topic, len(acked))
+    assert {events.decode(m.value())["event_id"] for m in records} == set(acked)
+    assert len(records) == len(acked)
+
+
+@pytest.mark.integration
+def test_missing_topic_is_one_sentence(stack_env: dict[str, str]) -> None:
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    result = subprocess.run(
+        [PYTHON, "faking_data.py", "--topic", missing, "--count", "5", "--connect-timeout", "5"],
+        cwd=REPO,
+        env=clean_env(stack_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"topic '{missing}' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_unreachable_broker_is_one_sentence_within_the_bound(client: str) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            PYTHON,
+            "faking_data.py",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--connect-timeout",
+            "3",
+            "--count",
+            "5",
+            "--kafka-client",
+            client,
+        ],
+        cwd=REPO,
+        env=clean_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: no Kafka broker answered at 127.0.0.1:1")
+    assert "within 3 s" in result.stderr
+    assert elapsed < 3 + 10  # the bound plus interpreter start-up on a busy machine
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--count", "-3"), ("--rate", "abc"), ("--seed", "x")])
+def test_bad_flag_on_the_command_line_exits_2(flag: str, value: str) -> None:
+    result = subprocess.run(
+        [PYTHON, "faking_data.py", flag, value],
+        cwd=REPO,
+        env=clean_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: argument {flag}:")
+
+
+def test_bad_environment_value_is_one_sentence() -> None:
+    result = subprocess.run(
+        [PYTHON, "faking_data.py"],
+        cwd=REPO,
+        env=clean_env({"LOGLAKE_RATE": "fast"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: environment variable LOGLAKE_RATE: 'fast' is not a number"
