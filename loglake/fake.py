@@ -281,7 +281,6 @@ class FakeLogs:
         faker.seed_instance(self._rng.getrandbits(32))
         self.pools = build_pools(faker, self._rng)
         self._user_table = weighted_table(dict(enumerate(zipf_weights(users, 0.8))), 16)
-        self._users: dict[int, User] = {}
         self._countries = weighted_table({(c, loc): w for c, loc, w in COUNTRIES})
         self._platforms = {
             "mobile": weighted_table({"web": 55, "ios": 25, "android": 20}),
@@ -293,62 +292,60 @@ class FakeLogs:
         self._hosts = {
             s: tuple(hosts[i % len(hosts)] for i in range(256)) for s, hosts in self.pools.hosts.items()
         }
+        # a fixed population; a few users are far more active than the rest (see _user_table)
+        user_rng = random.Random(self._rng.getrandbits(64))
+        self._users = [self._make_user(index, user_rng) for index in range(users)]
         self._session_bits = session_bits  # 2**session_bits sessions are open at any time
         self._sessions = [self._new_session() for _ in range(1 << session_bits)]
         self._pending_error: tuple[dict[str, Any], Session] | None = None  # the `error` event after a 5xx
 
     # ---- users and sessions
 
-    def _user(self, index: int) -> User:
-        user = self._users.get(index)
-        if user is None:
-            rng = self._rng
-            ua, device, os_name = rng.choice(self.pools.user_agents)
-            platform = "web"
-            if device != "desktop":
-                platform = self._platforms[device][rng.getrandbits(TABLE_BITS)]
-                if platform == "ios" and os_name == "Android":
-                    platform = "android"
-                elif platform == "android" and os_name in ("iOS", "iPadOS"):
-                    platform = "ios"
-            app_version = rng.choice(APP_VERSIONS[platform])
-            if platform != "web":
-                system = "iPhone; iOS 17.6" if platform == "ios" else "Linux; Android 14"
-                ua = f"ShopApp/{app_version} ({system}; {device})"
-            country, locale = self._countries[rng.getrandbits(TABLE_BITS)]
-            user_id = f"u{index:07d}"
-            ip = rng.choice(self.pools.ips)
-            currency = CURRENCY.get(country, "EUR")
-            constant = {
-                "app_version": app_version,
-                "ip": ip,
-                "user_agent": ua,
-                "country": country,
-                "locale": locale,
-                "device": device,
-                "platform": platform,
-                "os": os_name,
-            }
-            user = User(
-                user_id=user_id,
-                key=user_id.encode(),
-                ip=ip,
-                user_agent=ua,
-                device=device,
-                os=os_name,
-                platform=platform,
-                app_version=app_version,
-                country=country,
-                locale=locale,
-                currency=currency,
-                json_tail=b"," + orjson.dumps(constant)[1:],
-            )
-            self._users[index] = user
-        return user
+    def _make_user(self, index: int, rng: random.Random) -> User:
+        ua, device, os_name = rng.choice(self.pools.user_agents)
+        platform = "web"
+        if device != "desktop":
+            platform = self._platforms[device][rng.getrandbits(TABLE_BITS)]
+            if platform == "ios" and os_name == "Android":
+                platform = "android"
+            elif platform == "android" and os_name in ("iOS", "iPadOS"):
+                platform = "ios"
+        app_version = rng.choice(APP_VERSIONS[platform])
+        if platform != "web":
+            system = "iPhone; iOS 17.6" if platform == "ios" else "Linux; Android 14"
+            ua = f"ShopApp/{app_version} ({system}; {device})"
+        country, locale = self._countries[rng.getrandbits(TABLE_BITS)]
+        user_id = f"u{index:07d}"
+        ip = rng.choice(self.pools.ips)
+        currency = CURRENCY.get(country, "EUR")
+        constant = {
+            "app_version": app_version,
+            "ip": ip,
+            "user_agent": ua,
+            "country": country,
+            "locale": locale,
+            "device": device,
+            "platform": platform,
+            "os": os_name,
+        }
+        return User(
+            user_id=user_id,
+            key=user_id.encode(),
+            ip=ip,
+            user_agent=ua,
+            device=device,
+            os=os_name,
+            platform=platform,
+            app_version=app_version,
+            country=country,
+            locale=locale,
+            currency=currency,
+            json_tail=b"," + orjson.dumps(constant)[1:],
+        )
 
     def _new_session(self) -> Session:
         rng = self._rng
-        user = self._user(self._user_table[rng.getrandbits(16)])
+        user = self._users[self._user_table[rng.getrandbits(16)]]
         session_id = f"s{rng.getrandbits(64):016x}"
         return Session(
             user=user,
@@ -385,6 +382,7 @@ class FakeLogs:
         status_tables = self._status
         latency_tables = self._latency
         host_tables = self._hosts
+        external_referrers = pools.external_referrers
         millis = _MILLIS
         server_error_rate = SERVER_ERROR_RATE
         schema_version = SCHEMA_VERSION
@@ -394,7 +392,21 @@ class FakeLogs:
         second = -1
         prefix = ""
         i = 0
+        pending = self._pending_error
         while i < n:
+            if pending is None:
+                slot = bits(session_bits)
+                session = sessions[slot]
+                state = session.state
+                if state == "start":
+                    kind = "login"
+                else:
+                    kind = transitions[state][bits(12)]
+                    if kind == "purchase" and not session.cart_items:
+                        kind = "page_view"
+                    elif kind == "end":
+                        sessions[slot] = self._new_session()
+                        continue
             ms = int(start_ms + i * step_ms)
             if ms // 1000 != second:
                 second = ms // 1000
@@ -402,27 +414,14 @@ class FakeLogs:
             when = prefix + millis[ms % 1000]
             o = i * 64
             event_id = f"{hexes[o : o + 8]}-{hexes[o + 8 : o + 12]}-4{hexes[o + 13 : o + 16]}-{variant[hexes[o + 16]]}{hexes[o + 17 : o + 20]}-{hexes[o + 20 : o + 32]}"
-            pending = self._pending_error
-            if pending is not None:
+            i += 1
+            if pending is not None:  # the `error` event that follows a 5xx response
                 error_event, error_session = pending
                 error_event["event_id"] = event_id
                 error_event["event_time"] = when
                 append((error_session.user.key, dumps(error_event)[:-1] + error_session.json_tail, ms))
-                self._pending_error = None
-                i += 1
+                pending = None
                 continue
-            slot = bits(session_bits)
-            session = sessions[slot]
-            state = session.state
-            if state == "start":
-                kind = "login"
-            else:
-                kind = transitions[state][bits(12)]
-                if kind == "purchase" and not session.cart_items:
-                    kind = "page_view"
-                elif kind == "end":
-                    sessions[slot] = self._new_session()
-                    continue
             user = session.user
             session.seq += 1
             referrer = session.path
@@ -433,7 +432,6 @@ class FakeLogs:
             elif kind == "click":
                 product_id, path, _price, size = products[product_table[bits(14)]]
                 service, method = "catalog", "GET"
-                extra = {"product_id": product_id}
             elif kind == "search":
                 query = pools.search_terms[bits(14)]
                 service, method, path = "search", "GET", "/search?q=" + query.replace(" ", "+")
@@ -458,7 +456,7 @@ class FakeLogs:
                 }
             elif kind == "login":
                 service, method, path = "auth", "POST", "/login"
-                referrer = pools.external_referrers[bits(TABLE_BITS)]
+                referrer = external_referrers[bits(12)]
             else:  # logout
                 service, method, path = "auth", "POST", "/logout"
             latency_ms = latency_tables[service][bits(14)]
@@ -494,10 +492,11 @@ class FakeLogs:
                 if referrer is None
                 else (site + referrer if referrer[0] == "/" else referrer),
             }
-            if extra is not None:
+            if kind == "click":
+                event["product_id"] = product_id
+            elif extra is not None:
                 event.update(extra)
             append((user.key, dumps(event)[:-1] + session.json_tail, ms))
-            i += 1
 
             # the session moves on
             if error_code is not None:
@@ -510,7 +509,7 @@ class FakeLogs:
                     error_code=error_code,
                     error_message=f"{method} {path.split('?')[0]}: {error_message}",
                 )
-                self._pending_error = (error_event, session)
+                pending = (error_event, session)
             if status < 400:
                 if kind == "add_to_cart":
                     session.cart_items += extra["quantity"]  # type: ignore[index]
@@ -524,6 +523,7 @@ class FakeLogs:
                 sessions[slot] = self._new_session()
             elif not (kind == "login" and status == 401):  # a failed login is tried again
                 session.state = kind
+        self._pending_error = pending
         return out
 
 
