@@ -28,7 +28,7 @@ from loglake import defaults
 from loglake.errors import ConfigError, KafkaUnavailable, LoglakeError, run_cli, setup_logging
 from loglake.events import event_id_of, record_headers
 from loglake.fake import FakeLogs, SimClock
-from loglake.kafka import COMPRESSIONS, ProducerTuning, open_producer
+from loglake.kafka import COMPRESSIONS, LogProducer, ProducerTuning, open_producer
 from loglake.settings import (
     ProducerSettings,
     add,
@@ -175,7 +175,7 @@ def _send_loop(
     stop: threading.Event,
     generator: FakeLogs,
     clock: SimClock,
-    producer,  # LogProducer
+    producer: LogProducer,
     headers: list[tuple[str, bytes]],
     deliveries: _Deliveries,
     started: float,
