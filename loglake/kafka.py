@@ -140,6 +140,7 @@ class ConfluentProducer:
         self._settings = settings
         self._topic = topic
         self._started = False
+        self._last_error: Any = None
         config = confluent_config(settings) | {
             "client.id": tuning.client_id,
             "acks": "all",
@@ -162,6 +163,7 @@ class ConfluentProducer:
         self._adapter: tuple[DeliveryCallback, Callable[[Any, Any], None]] | None = None
 
     def _on_error(self, error: Any) -> None:
+        self._last_error = error
         if error.fatal():
             log.error("Kafka producer fatal error: %s", error.str())
         elif self._started:
@@ -175,12 +177,35 @@ class ConfluentProducer:
         try:
             metadata = self._producer.list_topics(timeout=self._settings.connect_timeout)
         except KafkaException as exc:
+            self._producer.poll(0)  # serve the error callback: it may say why
+            refused = self._refusal()
+            if refused:
+                raise refused from None
             raise _unreachable(self._settings, exc.args[0].str()) from None
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise _missing_topic(self._settings, topic)
         self._started = True
         return len(found.partitions)
+
+    def _refusal(self) -> KafkaUnavailable | None:
+        """A clearer sentence when the brokers answered but refused our credentials or certificate."""
+        from confluent_kafka import KafkaError
+
+        error = self._last_error
+        if error is None:
+            return None
+        if error.code() == KafkaError._AUTHENTICATION:
+            return KafkaUnavailable(
+                f"Kafka at {self._settings.describe()} refused the credentials "
+                f"(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD): {error.str()}"
+            )
+        if error.code() == KafkaError._SSL:
+            return KafkaUnavailable(
+                f"the TLS handshake with Kafka at {self._settings.describe()} failed "
+                f"(check --ssl-cafile / KAFKA_SSL_CAFILE): {error.str()}"
+            )
+        return None
 
     def _callback(self, on_result: DeliveryCallback) -> Callable[[Any, Any], None]:
         if self._adapter is None or self._adapter[0] is not on_result:

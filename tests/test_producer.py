@@ -228,3 +228,44 @@ def test_bad_environment_value_is_one_sentence() -> None:
     )
     assert result.returncode != 0
     assert result.stderr.strip() == "error: environment variable LOGLAKE_RATE: 'fast' is not a number"
+
+
+@pytest.mark.stack
+def test_secure_cluster_sasl_scram_over_tls_both_clients() -> None:
+    from tests.conftest import extra_stack
+
+    with extra_stack("secure", "--secure") as env:
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        for client in ("confluent", "kafka-python"):
+            result = subprocess.run(
+                [
+                    PYTHON,
+                    "faking_data.py",
+                    "--count",
+                    "500",
+                    "--rate",
+                    "0",
+                    "--quiet",
+                    "--kafka-client",
+                    client,
+                ],
+                cwd=REPO,
+                env=clean_env(env),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 0, result.stderr
+            assert "sent=500 acked=500 failed=0" in result.stdout
+        wrong = clean_env({**env, "KAFKA_SASL_PASSWORD": "not-the-password"})
+        result = subprocess.run(
+            [PYTHON, "faking_data.py", "--count", "5", "--connect-timeout", "5"],
+            cwd=REPO,
+            env=wrong,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "refused the credentials" in result.stderr
