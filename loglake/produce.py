@@ -34,6 +34,7 @@ from loglake.settings import (
     add,
     add_kafka_args,
     byte_size,
+    env_flag,
     kafka_from_args,
     non_negative_float,
     non_negative_int,
@@ -342,10 +343,8 @@ def build_parser(prog: str = "faking_data.py") -> argparse.ArgumentParser:
         type=positive_float,
         help="seconds between progress lines",
     )
-    g.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress lines, only warnings and the summary"
-    )
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    env_flag(g, "-q", "--quiet", env="LOGLAKE_QUIET", help="no progress lines, only warnings and the summary")
+    env_flag(g, "-v", "--verbose", env="LOGLAKE_VERBOSE", help="debug logging")
     return parser
 
 

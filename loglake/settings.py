@@ -340,6 +340,27 @@ def optional_non_negative_int(text: str) -> int | None:
     return None if text.strip() == "" else non_negative_int(text)
 
 
+def env_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *flags: str,
+    env: str,
+    help: str,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """An on/off flag whose default comes from `env` (1/true/yes/on or 0/false/no/off)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(env, "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        default = True
+    elif raw in ("", "0", "false", "no", "off"):
+        default = False
+    else:
+        raise SystemExit(
+            _env_error(env, f"{environ[env]!r} is not one of 1, true, yes, on, 0, false, no, off")
+        )
+    parser.add_argument(*flags, action="store_true", default=default, help=f"{help} [env {env}]")
+
+
 @dataclass(frozen=True)
 class ProducerSettings:
     kafka: KafkaSettings = KafkaSettings()
