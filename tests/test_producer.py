@@ -269,3 +269,60 @@ def test_secure_cluster_sasl_scram_over_tls_both_clients() -> None:
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1, result.stderr
         assert "refused the credentials" in result.stderr
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_broker_killed_and_restarted_mid_run_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, client: str
+) -> None:
+    from tests.conftest import extra_stack, stack
+
+    with extra_stack("faults") as env:
+        ids_file = tmp_path / "acked.txt"
+        process = subprocess.Popen(
+            [
+                PYTHON,
+                "faking_data.py",
+                "--rate",
+                "1000",
+                "--count",
+                "8000",
+                "--delivery-timeout",
+                "90",
+                "--acked-ids-file",
+                str(ids_file),
+                "--progress-every",
+                "1",
+                "--kafka-client",
+                client,
+            ],
+            cwd=REPO,
+            env=clean_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert "producing to" in process.stderr.readline()
+            time.sleep(2)  # a couple of thousand events in; not an assertion
+            stack("kill", "kafka-1", name="faults")
+            time.sleep(3)  # the broker stays down for a while
+            # In ZooKeeper mode a SIGKILLed broker can only come back once ZooKeeper has expired
+            # its old session (its /brokers/ids node "already exists" until then): retry.
+            deadline = time.monotonic() + 60
+            while stack("start", "kafka-1", name="faults", check=False).returncode != 0:
+                assert time.monotonic() < deadline, "kafka-1 did not come back within 60 s"
+                time.sleep(2)
+            out, err = process.communicate(timeout=150)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, err
+        assert "sent=8000 acked=8000 failed=0" in out
+        acked = ids_file.read_text().split()
+        assert len(acked) == len(set(acked)) == 8000
+        records = consume_all(env["KAFKA_BOOTSTRAP_SERVERS"], "log-data", 8000)
+        ids = [events.decode(m.value())["event_id"] for m in records]
+        assert len(ids) == 8000, "no duplicates in the topic"
+        assert set(ids) == set(acked)
