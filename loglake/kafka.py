@@ -150,7 +150,7 @@ class ConfluentProducer:
             "batch.size": tuning.batch_bytes,
             "batch.num.messages": 100_000,
             "queue.buffering.max.messages": 200_000,
-            "queue.buffering.max.kbytes": 128 * 1024,
+            "queue.buffering.max.kbytes": 32 * 1024,  # bounds memory: 32 MiB of records in flight
             "message.timeout.ms": int(tuning.delivery_timeout * 1000),
             "partitioner": "murmur2_random",  # the Java client's key -> partition mapping
             "error_cb": self._on_error,
