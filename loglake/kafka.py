@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -99,6 +99,12 @@ class LogProducer(Protocol):
     def send(
         self, key: bytes, value: bytes, timestamp_ms: int, headers: Headers, on_result: DeliveryCallback
     ) -> None: ...
+
+    def send_many(
+        self, records: Iterable[tuple[bytes, bytes, int]], headers: Headers, on_result: DeliveryCallback
+    ) -> None:
+        """`send` for each (key, value, timestamp_ms): the hot path, without a call per record."""
+        ...
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to `timeout` seconds for one."""
@@ -229,6 +235,18 @@ class ConfluentProducer:
             except BufferError:  # local queue full: let deliveries drain
                 self._producer.poll(0.05)
 
+    def send_many(
+        self, records: Iterable[tuple[bytes, bytes, int]], headers: Headers, on_result: DeliveryCallback
+    ) -> None:
+        produce = self._produce
+        topic = self._topic
+        callback = self._callback(on_result)
+        for key, value, timestamp_ms in records:
+            try:
+                produce(topic, value, key, timestamp=timestamp_ms, headers=headers, on_delivery=callback)
+            except BufferError:
+                self.send(key, value, timestamp_ms, headers, on_result)
+
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
 
@@ -305,6 +323,12 @@ class KafkaPythonProducer:
         )
         future.add_callback(lambda _metadata: on_result(None, value))
         future.add_errback(lambda exc: on_result(str(exc) or type(exc).__name__, value))
+
+    def send_many(
+        self, records: Iterable[tuple[bytes, bytes, int]], headers: Headers, on_result: DeliveryCallback
+    ) -> None:
+        for key, value, timestamp_ms in records:
+            self.send(key, value, timestamp_ms, headers, on_result)
 
     def poll(self, timeout: float = 0.0) -> None:
         # callbacks run on kafka-python's sender thread; nothing to serve here

@@ -185,7 +185,7 @@ def _send_loop(
     rate = settings.rate
     chunk = chunk_size(rate)
     step_ms = clock.step_ms
-    send = producer.send
+    send_many = producer.send_many
     next_progress = started + settings.progress_every
     last_progress = (started, 0)
     while not stop.is_set():
@@ -200,8 +200,7 @@ def _send_loop(
                 producer.poll(min(wait, 0.1))
                 continue
         n = chunk if settings.count is None else min(chunk, settings.count - report.sent)
-        for key, value, timestamp_ms in generator.records(n, clock.chunk_start(report.sent), step_ms):
-            send(key, value, timestamp_ms, headers, deliveries)
+        send_many(generator.records(n, clock.chunk_start(report.sent), step_ms), headers, deliveries)
         report.sent += n
         producer.poll(0)
         if not settings.quiet and now >= next_progress:
