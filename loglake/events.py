@@ -94,24 +94,6 @@ def parse_event_time(text: str) -> int:
     return round(moment.astimezone(UTC).timestamp() * 1000)
 
 
-class EventTimeFormatter:
-    """`format_event_time` for a stream of times: the `YYYY-MM-DDTHH:MM:SS.` part is
-    formatted once per second and reused (the hot loop formats ~200,000 times a second)."""
-
-    __slots__ = ("_prefix", "_second")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, ms: int) -> str:
-        seconds, millis = divmod(ms, 1000)
-        if seconds != self._second:
-            self._second = seconds
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
-        return f"{self._prefix}{millis:03d}Z"
-
-
 def encode(event: dict[str, Any]) -> bytes:
     """The record value: the event as compact UTF-8 JSON."""
     return orjson.dumps(event)

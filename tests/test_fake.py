@@ -154,9 +154,15 @@ def test_event_time_formatting() -> None:
     assert events.format_event_time(1764018184005) == "2025-11-24T21:03:04.005Z"
     assert events.parse_event_time("2025-11-24T21:03:04.123Z") == 1764018184123
     assert events.parse_event_time("2025-11-24T22:03:04.123+01:00") == 1764018184123
-    formatter = events.EventTimeFormatter()
-    for ms in (0, 999, 1000, 1764018184123, 1764018184999, 1764018185000):
-        assert formatter(ms) == events.format_event_time(ms)
+    gen = FakeLogs(seed=1)
+    for ms in (0, 999, 1000, 1764018184123, 1764018184999):  # the generator's cached formatting
+        (event,) = gen.events(1, ms)
+        assert event["event_time"] == events.format_event_time(ms)
+    assert [e["event_time"] for e in gen.events(3, 1764018184999, 0.5)] == [
+        "2025-11-24T21:03:04.999Z",
+        "2025-11-24T21:03:04.999Z",
+        "2025-11-24T21:03:05.000Z",
+    ]
     with pytest.raises(ValueError):
         events.parse_event_time("2025-11-24T21:03:04")
 
