@@ -125,11 +125,12 @@ def ours(bootstrap: str, topic: str, events: int, client: str, avg_bytes: float)
         "--batch-size",
         str(SETTINGS["batch_bytes"]),
     ]
-    with tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, stdout=out, stderr=errors, text=True)
+        _, status, usage = os.wait4(process.pid, 0)  # wait4: the child's peak RSS
         process.returncode = os.waitstatus_to_exitcode(status)
-        err = process.stderr.read() if process.stderr else ""
+        errors.seek(0)
+        err = errors.read()[-2000:]
         out.seek(0)
         summary = out.read().strip().splitlines()[-1:] or [""]
     if process.returncode != 0:
