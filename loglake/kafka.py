@@ -130,6 +130,20 @@ def _unreachable(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
     )
 
 
+def _refused_credentials(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
+    return KafkaUnavailable(
+        f"Kafka at {settings.describe()} refused the credentials "
+        f"(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD): {detail}"
+    )
+
+
+def _failed_tls(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
+    return KafkaUnavailable(
+        f"the TLS handshake with Kafka at {settings.describe()} failed "
+        f"(check --ssl-cafile / KAFKA_SSL_CAFILE): {detail}"
+    )
+
+
 def _missing_topic(settings: KafkaSettings, topic: str) -> KafkaUnavailable:
     return KafkaUnavailable(
         f"topic {topic!r} does not exist on {settings.bootstrap_servers} and the broker does not create "
@@ -202,15 +216,9 @@ class ConfluentProducer:
         if error is None:
             return None
         if error.code() == KafkaError._AUTHENTICATION:
-            return KafkaUnavailable(
-                f"Kafka at {self._settings.describe()} refused the credentials "
-                f"(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD): {error.str()}"
-            )
+            return _refused_credentials(self._settings, error.str())
         if error.code() == KafkaError._SSL:
-            return KafkaUnavailable(
-                f"the TLS handshake with Kafka at {self._settings.describe()} failed "
-                f"(check --ssl-cafile / KAFKA_SSL_CAFILE): {error.str()}"
-            )
+            return _failed_tls(self._settings, error.str())
         return None
 
     def _callback(self, on_result: DeliveryCallback) -> Callable[[Any, Any], None]:
@@ -257,17 +265,36 @@ class ConfluentProducer:
         self._producer.flush(0)
 
 
+class _LibraryErrors(logging.Handler):
+    """Keeps kafka-python's ERROR lines, which say why a connection failed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages = [*self.messages[-49:], record.getMessage()]
+
+    def first(self, *needles: str) -> str | None:
+        return next((m for m in self.messages if any(n in m for n in needles)), None)
+
+
 @contextmanager
-def _library_logs_muted() -> Iterator[None]:
+def _library_logs_muted() -> Iterator[_LibraryErrors]:
     """While we probe the cluster, kafka-python's own retries and complaints (ERROR lines every
-    100 ms) are left out: the outcome is reported as one sentence by the caller."""
+    100 ms) are not shown but kept: the caller reports the outcome as one sentence."""
     library = logging.getLogger("kafka")
-    level = library.level
-    library.setLevel(logging.CRITICAL)
+    level, propagate = library.level, library.propagate
+    last = _LibraryErrors()
+    library.addHandler(last)
+    library.setLevel(logging.ERROR)
+    library.propagate = False
     try:
-        yield
+        yield last
     finally:
+        library.removeHandler(last)
         library.setLevel(level)
+        library.propagate = propagate
 
 
 class KafkaPythonProducer:
@@ -280,8 +307,9 @@ class KafkaPythonProducer:
         self._settings = settings
         self._topic = topic
         compression = None if tuning.compression == "none" else tuning.compression
+        last = _LibraryErrors()
         try:
-            with _library_logs_muted():
+            with _library_logs_muted() as last:
                 self._producer = KafkaProducer(
                     **kafka_python_config(settings),
                     client_id=tuning.client_id,
@@ -300,6 +328,17 @@ class KafkaPythonProducer:
                 f"kafka-python cannot use {tuning.compression} compression here: {exc}"
             ) from None
         except KafkaError as exc:
+            why = last.first("AuthenticationFailed")
+            if why:
+                raise _refused_credentials(settings, why) from None
+            why = last.first("Handshake failed", "CERTIFICATE_VERIFY_FAILED")
+            if why:
+                raise _failed_tls(settings, why) from None
+            # the broker answered (its version is known) and then hung up: SASL refused the login
+            if settings.uses_sasl and last.first("broker_version=(") and last.first("socket disconnected"):
+                raise _refused_credentials(
+                    settings, "the broker closed the connection during login"
+                ) from None
             raise _unreachable(settings, str(exc)) from None
         self._send = self._producer.send
 

@@ -257,18 +257,30 @@ def test_secure_cluster_sasl_scram_over_tls_both_clients() -> None:
             )
             assert result.returncode == 0, result.stderr
             assert "sent=500 acked=500 failed=0" in result.stdout
-        wrong = clean_env({**env, "KAFKA_SASL_PASSWORD": "not-the-password"})
-        result = subprocess.run(
-            [PYTHON, "faking_data.py", "--count", "5", "--connect-timeout", "5"],
-            cwd=REPO,
-            env=wrong,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 1
-        assert result.stderr.count("\n") == 1, result.stderr
-        assert "refused the credentials" in result.stderr
+        wrong_password = clean_env({**env, "KAFKA_SASL_PASSWORD": "not-the-password"})
+        wrong_ca = clean_env({**env, "KAFKA_SSL_CAFILE": "/etc/ssl/certs/ca-certificates.crt"})
+        for client in ("confluent", "kafka-python"):
+            for wrong, sentence in ((wrong_password, "refused the credentials"), (wrong_ca, "TLS handshake")):
+                result = subprocess.run(
+                    [
+                        PYTHON,
+                        "faking_data.py",
+                        "--count",
+                        "5",
+                        "--connect-timeout",
+                        "5",
+                        "--kafka-client",
+                        client,
+                    ],
+                    cwd=REPO,
+                    env=wrong,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert result.returncode == 1
+                assert result.stderr.count("\n") == 1, result.stderr
+                assert sentence in result.stderr, result.stderr
 
 
 @pytest.mark.faults
