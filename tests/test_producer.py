@@ -338,3 +338,47 @@ def test_broker_killed_and_restarted_mid_run_loses_nothing_and_duplicates_nothin
         ids = [events.decode(m.value())["event_id"] for m in records]
         assert len(ids) == 8000, "no duplicates in the topic"
         assert set(ids) == set(acked)
+
+
+@pytest.mark.faults
+def test_events_that_cannot_be_delivered_are_counted_as_failed_and_exit_1(tmp_path: Path) -> None:
+    from tests.conftest import extra_stack, stack
+
+    with extra_stack("faults") as env:
+        ids_file = tmp_path / "acked.txt"
+        process = subprocess.Popen(
+            [
+                PYTHON,
+                "faking_data.py",
+                "--rate",
+                "500",
+                "--count",
+                "3000",
+                "--delivery-timeout",
+                "4",
+                "--acked-ids-file",
+                str(ids_file),
+            ],
+            cwd=REPO,
+            env=clean_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert "producing to" in process.stderr.readline()
+            time.sleep(1.5)  # some events get through first; not an assertion
+            stack("kill", "kafka-1", name="faults")  # and it stays down
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 1
+        fields = dict(part.split("=", 1) for part in out.strip().splitlines()[-1].split()[1:])
+        sent, acked, failed = int(fields["sent"]), int(fields["acked"]), int(fields["failed"])
+        assert sent == 3000
+        assert failed > 0
+        assert acked + failed + int(fields["in_flight"]) == sent
+        assert len(ids_file.read_text().split()) == acked
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"error: {sent - acked} of {sent} events were not acknowledged"), last
