@@ -335,11 +335,6 @@ def rfc3339_ms(text: str) -> int:
         ) from None
 
 
-def optional_non_negative_int(text: str) -> int | None:
-    """'' -> None (no limit), else a whole number >= 0."""
-    return None if text.strip() == "" else non_negative_int(text)
-
-
 def env_flag(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     *flags: str,
