@@ -126,3 +126,68 @@ def record_headers(producer_id: str) -> list[tuple[str, bytes]]:
 
 # ---------------------------------------------------------------------------------------
 # Validation of consumed records (writer side) goes below this line.
+
+RESERVED_FIELD = "_kafka"  # the lake writer adds it to every stored line (see loglake/layout.py)
+REQUIRED_FIELDS = ("event_id", "event_time", "event_type")
+_JSON_TYPES = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+class Rejection(ValueError):
+    """Why a consumed record is not a storable event. `kind` is a short machine name
+    (the dead letter's `loglake.error.kind` header), the message one sentence."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def validate(value: bytes | None, max_bytes: int) -> tuple[str, str, int]:
+    """Check a consumed record value; returns (date `YYYY-MM-DD`, hour `HH`, event time in ms), UTC.
+
+    A storable event is a UTF-8 JSON object, at most `max_bytes`, with a string `event_id`, a
+    string `event_type` and an RFC 3339 `event_time` with a time zone, and no `_kafka` field.
+    Anything else raises Rejection.
+    """
+    if not value:
+        raise Rejection("empty-value", "the record has no value (empty or null)")
+    if len(value) > max_bytes:
+        raise Rejection("too-large", f"the value is {len(value)} bytes, over the limit of {max_bytes}")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejection("invalid-utf8", "the value is not valid UTF-8") from None
+        raise Rejection("invalid-json", f"the value is not valid JSON: {exc}") from None
+    if type(event) is not dict:
+        kind = _JSON_TYPES.get(type(event), type(event).__name__)
+        raise Rejection("not-an-object", f"the value is a JSON {kind}, not an object")
+    for name in REQUIRED_FIELDS:
+        field = event.get(name)
+        if field is None:
+            raise Rejection("missing-field", f"the event has no {name!r}")
+        if type(field) is not str or not field:
+            raise Rejection("wrong-type", f"{name!r} must be a non-empty string, not {field!r:.40}")
+    if RESERVED_FIELD in event:
+        raise Rejection(
+            "reserved-field", f"the event has a {RESERVED_FIELD!r} field, which the lake reserves"
+        )
+    text = event["event_time"]
+    try:
+        ms = parse_event_time(text)
+    except ValueError:
+        raise Rejection(
+            "bad-event-time", f"event_time {text[:40]!r} is not an RFC 3339 time with a zone"
+        ) from None
+    if text.endswith("Z") and len(text) >= 13 and text[4] == "-" and text[10] == "T":
+        return text[:10], text[11:13], ms  # already UTC: no need to format
+    moment = time.gmtime(ms // 1000)
+    return time.strftime("%Y-%m-%d", moment), f"{moment.tm_hour:02d}", ms

@@ -389,3 +389,240 @@ class KafkaPythonProducer:
 
 # ---------------------------------------------------------------------------------------
 # Consumer side (lake writer) goes below this line.
+
+
+class Rebalance(Protocol):
+    """What the lake writer does when partitions come and go (called inside `poll_batch`)."""
+
+    def assigned(self, partitions: list[int]) -> None: ...
+    def revoked(self, partitions: list[int]) -> None: ...
+    def lost(self, partitions: list[int]) -> None: ...
+
+
+# A consumed record is a confluent_kafka.Message: topic(), partition(), offset(), key(), value(),
+# timestamp() -> (type, ms), headers(), error(). Another client would wrap its records in the same API.
+COMMIT_REFUSED = {
+    "REBALANCE_IN_PROGRESS",
+    "ILLEGAL_GENERATION",
+    "UNKNOWN_MEMBER_ID",
+    "FENCED_INSTANCE_ID",
+    "_ASSIGNMENT_LOST",
+    "_STATE",
+    "STALE_MEMBER_EPOCH",
+    "UNKNOWN_TOPIC_OR_PART",
+}
+
+
+class LakeConsumer:
+    """A consumer-group member for one topic with manual commits only (confluent-kafka).
+
+    `start_from`: "committed" (resume; earliest when the group has no offset), "earliest",
+    "latest", or epoch milliseconds. Anything but "committed" only applies to partitions the
+    group has never committed: a committed offset always wins, so a restart never skips or re-lands.
+    """
+
+    def __init__(
+        self, settings: KafkaSettings, group: str, topic: str, start_from: str | int, listener: Rebalance
+    ) -> None:
+        from confluent_kafka import Consumer, KafkaException
+
+        if settings.client != "confluent":
+            raise ConfigError(
+                "the lake writer runs on --kafka-client confluent only: kafka-python's rebalance listener "
+                "runs on its network thread, where a flush cannot finish before a partition is given up"
+            )
+        self._settings = settings
+        self._topic = topic
+        self._listener = listener
+        self._start_from = start_from
+        config = confluent_config(settings) | {
+            "group.id": group,
+            "client.id": "loglake-writer",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "latest" if start_from == "latest" else "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 30000,
+            "max.poll.interval.ms": 300000,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 128 * 1024,
+            "enable.partition.eof": False,
+        }
+        try:
+            self._consumer = Consumer(config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ConfigError(f"the Kafka consumer options were rejected: {exc}") from None
+
+    # -- start -------------------------------------------------------------------------------------
+    def check_topic(self) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = self._consumer.list_topics(timeout=self._settings.connect_timeout)
+        except KafkaException as exc:
+            raise _unreachable(self._settings, exc.args[0].str()) from None
+        found = metadata.topics.get(self._topic)
+        if found is None or found.error is not None:
+            raise _missing_topic(self._settings, self._topic)
+        return len(found.partitions)
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        numbers = [p.partition for p in partitions]
+        if isinstance(self._start_from, int) and partitions:
+            self._assign_from_time(consumer, partitions)
+        self._listener.assigned(numbers)
+
+    def _assign_from_time(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import TopicPartition
+
+        committed = consumer.committed(partitions, timeout=self._settings.connect_timeout)
+        fresh = [TopicPartition(p.topic, p.partition, self._start_from) for p in committed if p.offset < 0]
+        positions = {p.partition: p for p in committed if p.offset >= 0}
+        if fresh:
+            for found in consumer.offsets_for_times(fresh, timeout=self._settings.connect_timeout):
+                positions[found.partition] = found  # offset -1 (past the end): starts at the end
+        consumer.incremental_assign(list(positions.values()))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._listener.revoked([p.partition for p in partitions])
+
+    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._listener.lost([p.partition for p in partitions])
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def poll_batch(self, max_records: int, timeout: float) -> list[Any]:
+        """Up to `max_records` records; rebalance callbacks run inside this call."""
+        messages = self._consumer.consume(max_records, timeout)
+        if not messages or all(m.error() is None for m in messages):
+            return messages
+        kept = []
+        for m in messages:
+            error = m.error()
+            if error is None:
+                kept.append(m)
+            elif error.fatal():
+                raise KafkaUnavailable(f"the Kafka consumer failed: {error.str()}")
+            else:
+                log.warning("Kafka: %s", error.str())
+        return kept
+
+    def commit(self, partition: int, next_offset: int) -> bool:
+        """Commit synchronously; False when the group refused it (the partition is no longer ours)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                result = self._consumer.commit(
+                    offsets=[TopicPartition(self._topic, partition, next_offset)], asynchronous=False
+                )
+                error = result[0].error if result else None
+                if error is None:
+                    return True
+                name = error.name()
+            except KafkaException as exc:
+                error = exc.args[0]
+                name = error.name()
+            if name in COMMIT_REFUSED:
+                log.warning(
+                    "commit of partition %d refused (%s): it moved to another writer", partition, name
+                )
+                return False
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(
+                    f"could not commit offsets to {self._settings.bootstrap_servers}: {name}"
+                )
+            log.warning("commit of partition %d failed (%s); retrying", partition, name)
+            time.sleep(1)
+
+    def rewind(self, partition: int, offset: int) -> None:
+        """Read `partition` again from `offset` (after a flush whose commit did not happen)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            self._consumer.seek(TopicPartition(self._topic, partition, offset))
+        except KafkaException as exc:
+            log.warning("could not rewind partition %d to %d: %s", partition, offset, exc)
+
+    def pause(self, partitions: Iterable[int]) -> None:
+        self._set_paused(partitions, pause=True)
+
+    def resume(self, partitions: Iterable[int]) -> None:
+        self._set_paused(partitions, pause=False)
+
+    def _set_paused(self, partitions: Iterable[int], pause: bool) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        parts = [TopicPartition(self._topic, p) for p in partitions]
+        if not parts:
+            return
+        try:
+            (self._consumer.pause if pause else self._consumer.resume)(parts)
+        except KafkaException as exc:
+            log.debug("pause/resume: %s", exc)
+
+    def committed(self, partitions: list[int]) -> dict[int, int]:
+        """The group's committed offset per partition (-1001 when it has none)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            found = self._consumer.committed(
+                [TopicPartition(self._topic, p) for p in partitions], timeout=self._settings.connect_timeout
+            )
+        except KafkaException as exc:
+            raise _unreachable(self._settings, exc.args[0].str()) from None
+        return {tp.partition: tp.offset for tp in found}
+
+    def lag(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Records behind the end of each partition, from cached watermarks (no network call)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        lags = {}
+        for p in partitions:
+            try:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, p), cached=True)
+                (position,) = self._consumer.position([TopicPartition(self._topic, p)])
+            except KafkaException:
+                continue
+            if high >= 0 and position.offset >= 0:
+                lags[p] = max(0, high - position.offset)
+        return lags
+
+    def close(self) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("closing the consumer: %s", exc)
+
+
+def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, like: str | None = None) -> None:
+    """Create `topic` if it is missing (the dead-letter topic), with the replication of `like`."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(confluent_config(settings))
+    try:
+        metadata = admin.list_topics(timeout=settings.connect_timeout)
+    except KafkaException as exc:
+        raise _unreachable(settings, exc.args[0].str()) from None
+    if topic in metadata.topics and metadata.topics[topic].error is None:
+        return
+    replication = 1
+    if like and like in metadata.topics:
+        first = next(iter(metadata.topics[like].partitions.values()), None)
+        replication = len(first.replicas) if first else 1
+    future = admin.create_topics([NewTopic(topic, partitions, replication)])[topic]
+    try:
+        future.result(timeout=settings.connect_timeout)
+        log.info("created topic %s (%d partitions, replication %d)", topic, partitions, replication)
+    except KafkaException as exc:
+        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise KafkaUnavailable(f"could not create topic {topic!r}: {exc.args[0].str()}") from None

@@ -376,3 +376,50 @@ class ProducerSettings:
 
     # A seeded run without --start-time starts its simulated clock here, so it is reproducible.
     SEEDED_START = "2026-01-01T00:00:00Z"
+
+
+# ---------------------------------------------------------------------------------------
+# Lake writer (receive_faking_data.py, `python -m loglake write`); flags in loglake/consume.py
+
+
+def start_position(text: str) -> str | int:
+    """'committed', 'earliest', 'latest' or an RFC 3339 time (-> epoch ms)."""
+    if text in ("committed", "earliest", "latest"):
+        return text
+    try:
+        return rfc3339_ms(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not committed, earliest, latest or an RFC 3339 time such as 2026-11-24T00:00:00Z"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    kafka: KafkaSettings = KafkaSettings()
+    lake: LakeSettings = LakeSettings()
+    topic: str = defaults.TOPIC
+    group: str = defaults.CONSUMER_GROUP
+    dead_letter_topic: str = ""  # empty: <topic>.dlq
+    start_from: str | int = "committed"
+    prefix: str = "topics"
+    layout: str = "time"
+    fmt: str = "jsonl"
+    compression: str = "gzip"
+    compression_level: int = 6
+    batch_records: int = 200_000
+    batch_bytes: int = 64 * 1024 * 1024
+    batch_age: float = 60.0
+    idle_flush: float = 5.0  # flush everything when no record arrived for this long
+    max_record_bytes: int = 1024 * 1024
+    max_retry_time: float = 0.0  # seconds the lake may stay unreachable; 0 = forever
+    create_bucket: bool = True
+    exit_when_idle: float = 0.0  # 0 = never
+    metrics_port: int = 0  # 0 = no metrics endpoint
+    metrics_addr: str = "127.0.0.1"
+    progress_every: float = 5.0
+    quiet: bool = False
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dead_letter_topic or self.topic + defaults.DEAD_LETTER_SUFFIX

@@ -1,0 +1,18 @@
+"""`python -m loglake COMMAND ...`: produce (= faking_data.py), write (= receive_faking_data.py), verify."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    commands = {"produce": "loglake.produce", "write": "loglake.consume", "verify": "loglake.verify"}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.stderr.write(f"usage: python -m loglake {{{','.join(commands)}}} [--help]\n")
+        return 2
+    module = __import__(commands[sys.argv[1]], fromlist=["run"])
+    return module.run(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
