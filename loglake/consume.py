@@ -57,6 +57,7 @@ class Writer:
         self.epoch: dict[
             int, int
         ] = {}  # bumped when a partition leaves us: a flush that spans it must not commit
+        self.ever_assigned = False
         self.paused = False
         self.stop = threading.Event()
         self.records = self.objects = self.bytes = self.dead_letters = self.commits = 0
@@ -103,6 +104,7 @@ class Writer:
     def assigned(self, partitions: list[int]) -> None:
         self.owned.update(partitions)
         self.last_activity = time.monotonic()
+        self.ever_assigned = True
         if self.paused:
             self.consumer.pause(partitions)
         log.info("assigned partitions %s (now %s)", partitions, sorted(self.owned))
@@ -152,11 +154,10 @@ class Writer:
                 due = list(self.buffers)
             if due:
                 self._flush(due, retry=True)
-            if (
-                self.s.exit_when_idle
-                and now - self.last_activity >= self.s.exit_when_idle
-                and not self.buffers
-            ):
+            # the idle clock starts at the first assignment: a restarted writer may first wait for
+            # the group to evict its dead predecessor (session timeout) before it gets partitions
+            idle_limit = self.s.exit_when_idle + (0 if self.ever_assigned else 60)
+            if self.s.exit_when_idle and now - self.last_activity >= idle_limit and not self.buffers:
                 log.info("no new records for %.0f s: exiting", self.s.exit_when_idle)
                 break
             if now >= next_progress:

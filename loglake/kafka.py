@@ -442,7 +442,7 @@ class LakeConsumer:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "latest" if start_from == "latest" else "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 30000,
+            "session.timeout.ms": 10000,  # a killed writer's partitions move on after 10 s
             "max.poll.interval.ms": 300000,
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,

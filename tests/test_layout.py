@@ -1,0 +1,127 @@
+"""Unit tests: object keys, key sanitising, the stored line, batching and validation."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+
+from loglake import layout
+from loglake.batch import FlushPolicy, ObjectFormat, PartitionBuffer, to_objects
+from loglake.events import Rejection, validate
+
+
+def test_time_layout_key_is_hive_style_with_padded_first_offset():
+    folder = layout.lake_partition("time", "2026-11-24", "21", 2)
+    key = layout.object_key("topics", "log-data", folder, 2, 12345, "jsonl.gz")
+    assert key == "topics/log-data/dt=2026-11-24/hour=21/log-data+2+00000000000000012345.jsonl.gz"
+
+
+def test_partition_layout_key():
+    folder = layout.lake_partition("partition", "2026-11-24", "21", 7)
+    assert layout.object_key("", "log-data", folder, 7, 0, "json") == (
+        "log-data/partition=7/log-data+7+00000000000000000000.json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("2026-11-24", "2026-11-24"),
+        ("../../etc", "______etc"),
+        ("..", "_"),
+        ("a/b", "a_b"),
+        ("x\x00y\n", "x_y_"),
+        ("", "_"),
+        ("...", "_"),
+        ("ok.name=1", "ok.name=1"),
+    ],
+)
+def test_sanitize_never_lets_data_climb_out_of_its_folder(raw, safe):
+    assert layout.sanitize(raw) == safe
+    assert "/" not in layout.sanitize(raw) and ".." not in layout.sanitize(raw)
+
+
+def test_stored_line_splices_kafka_coordinates_first_and_keeps_the_event():
+    value = b'{"event_id":"e1","event_time":"2026-11-24T21:00:00.000Z","event_type":"click","n":1}'
+    line = layout.stored_line(layout.envelope_head("log-data", 2, 99, 1700000000000), value)
+    record = orjson.loads(line)
+    assert next(iter(record)) == "_kafka"
+    assert record["_kafka"] == {"topic": "log-data", "partition": 2, "offset": 99, "timestamp": 1700000000000}
+    assert {k: v for k, v in record.items() if k != "_kafka"} == orjson.loads(value)
+
+
+def test_stored_line_keeps_one_record_per_line_for_pretty_printed_json():
+    value = b'{\n  "event_id": "e1",\n  "event_time": "2026-11-24T21:00:00Z",\n  "event_type": "x"\n}\n'
+    line = layout.stored_line(layout.envelope_head("t", 0, 1, 5), value)
+    assert b"\n" not in line
+    assert orjson.loads(line)["event_id"] == "e1"
+
+
+def test_flush_policy_by_records_bytes_and_age():
+    buffer = PartitionBuffer("t", 0, 10)
+    policy = FlushPolicy(max_records=2, max_bytes=1000, max_age=60)
+    buffer.add("dt=x/hour=y", 10, b"{}", 1)
+    assert not policy.due(buffer, buffer.created)
+    buffer.add("dt=x/hour=y", 11, b"{}", 2)
+    assert policy.due(buffer, buffer.created)
+    assert FlushPolicy(100, 3, 60).due(buffer, buffer.created)
+    assert FlushPolicy(100, 1000, 5).due(buffer, buffer.created + 5)
+
+
+def test_one_object_per_lake_partition_with_audit_metadata():
+    buffer = PartitionBuffer("log-data", 1, 100)
+    buffer.add("dt=2026-11-24/hour=21", 100, b'{"a":1}', 1_000)
+    buffer.add_dead_letter(101)
+    buffer.add("dt=2026-11-24/hour=22", 102, b'{"a":2}', 5_000)
+    buffer.add("dt=2026-11-24/hour=21", 103, b'{"a":3}', 2_000)
+    assert buffer.next_offset == 104
+    form = ObjectFormat()
+    objects = {o.key: o for o in to_objects(buffer, form, "g")}
+    first = objects["topics/log-data/dt=2026-11-24/hour=21/log-data+1+00000000000000000100.jsonl.gz"]
+    assert first.metadata["loglake-first-offset"] == "100"
+    assert first.metadata["loglake-last-offset"] == "103"
+    assert first.metadata["loglake-records"] == "2"
+    assert first.metadata["loglake-min-event-time"] == "1970-01-01T00:00:01.000Z"
+    assert first.metadata["loglake-max-event-time"] == "1970-01-01T00:00:02.000Z"
+    assert gzip.decompress(form.body(first.lines)) == b'{"a":1}\n{"a":3}\n'
+    assert "topics/log-data/dt=2026-11-24/hour=22/log-data+1+00000000000000000102.jsonl.gz" in objects
+    assert orjson.loads(ObjectFormat(fmt="json", compression="none").body(first.lines)) == [
+        {"a": 1},
+        {"a": 3},
+    ]
+
+
+GOOD = b'{"event_id":"e","event_time":"2026-11-24T21:03:04.123Z","event_type":"click"}'
+
+
+def test_validate_returns_utc_folder_values():
+    assert validate(GOOD, 1000) == ("2026-11-24", "21", 1795554184123)
+    other_zone = GOOD.replace(b"21:03:04.123Z", b"23:30:00+02:00")
+    assert validate(other_zone, 1000)[:2] == ("2026-11-24", "21")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (None, "empty-value"),
+        (b"", "empty-value"),
+        (b"\xff\xfe\xfd", "invalid-utf8"),
+        (b'{"event_id": ', "invalid-json"),
+        (b"[1,2]", "not-an-object"),
+        (b'"text"', "not-an-object"),
+        (b"null", "not-an-object"),
+        (b'{"event_time":"2026-11-24T21:03:04Z","event_type":"x"}', "missing-field"),
+        (b'{"event_id":5,"event_time":"2026-11-24T21:03:04Z","event_type":"x"}', "wrong-type"),
+        (b'{"event_id":"e","event_time":"last tuesday","event_type":"x"}', "bad-event-time"),
+        (b'{"event_id":"e","event_time":"2026-11-24T21:03:04","event_type":"x"}', "bad-event-time"),
+        (GOOD[:-1] + b',"_kafka":1}', "reserved-field"),
+        (GOOD[:-1] + b',"pad":"' + b"x" * 2000 + b'"}', "too-large"),
+    ],
+)
+def test_validate_names_each_kind_of_bad_record(value, kind):
+    with pytest.raises(Rejection) as caught:
+        validate(value, 1000)
+    assert caught.value.kind == kind
+    assert str(caught.value)
