@@ -256,7 +256,7 @@ class Writer:
                 log.warning("lake upload failed (%s); retrying in %.1f s, fetching paused", exc, delay)
                 self._pause()
                 self._wait_polling(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 15.0)
         if first_failure:
             log.info("the lake is back after %.1f s", time.monotonic() - first_failure)
             self._resume()
@@ -287,8 +287,9 @@ class Writer:
             self.metrics.lag.labels(str(p)).set(lag)
         if not self.s.quiet:
             log.info(
-                "records=%d objects=%d bytes=%d dead_letters=%d commits=%d lag=%d partitions=%s",
+                "records=%d buffered=%d objects=%d bytes=%d dead_letters=%d commits=%d lag=%d partitions=%s",
                 self.records,
+                sum(b.records + b.dead_letters for b in self.buffers.values()),
                 self.objects,
                 self.bytes,
                 self.dead_letters,

@@ -225,7 +225,7 @@ def test_lake_down_for_20_seconds_mid_run():
             stderr=subprocess.PIPE,
             text=True,
         )
-        proc = writer(env, topic, "--batch-records", "2000", "--batch-age", "2")
+        proc = writer(env, topic, "--batch-records", "2000", "--batch-age", "2", "--progress-every", "2")
         group = f"g-{topic}"
         time.sleep(6)
         stack("kill", "s3", name="w1")
@@ -236,7 +236,9 @@ def test_lake_down_for_20_seconds_mid_run():
         assert proc.poll() is None, "the writer gave up while the lake was down"
         stack("start", "s3", name="w1")
         assert producer.wait(timeout=120) == 0, producer.stderr.read()
-        time.sleep(8)
+        deadline = time.monotonic() + 120  # backoff may wait up to 15 s before it sees the lake back
+        while time.monotonic() < deadline and sum(committed(env, topic, group).values()) < 30_000:
+            time.sleep(1)
         proc.send_signal(signal.SIGTERM)
         code, _out, err = finish(proc, timeout=180)
         assert code == 0, err
