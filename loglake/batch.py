@@ -70,7 +70,7 @@ class PartitionBuffer:
 @dataclass(frozen=True)
 class FlushPolicy:
     max_records: int = 200_000
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = 32 * 1024 * 1024
     max_age: float = 60.0
 
     def due(self, buffer: PartitionBuffer, now: float) -> bool:
@@ -87,7 +87,7 @@ class ObjectFormat:
     layout: str = "time"
     fmt: str = "jsonl"
     compression: str = "gzip"
-    level: int = 6
+    level: int = 1
 
     @property
     def ext(self) -> str:

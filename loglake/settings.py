@@ -406,9 +406,9 @@ class WriterSettings:
     layout: str = "time"
     fmt: str = "jsonl"
     compression: str = "gzip"
-    compression_level: int = 6
+    compression_level: int = 1  # gzip level: 1 is ~3x faster than 6 for ~25% larger objects
     batch_records: int = 200_000
-    batch_bytes: int = 64 * 1024 * 1024
+    batch_bytes: int = 32 * 1024 * 1024  # uncompressed; about 6-8 MB per object after gzip
     batch_age: float = 60.0
     idle_flush: float = 5.0  # flush everything when no record arrived for this long
     max_record_bytes: int = 1024 * 1024

@@ -1,0 +1,193 @@
+"""Writer benchmark: `scripts/bench writer [--events N]` (N defaults to 1,000,000).
+
+1. fills a fresh 3-partition topic with N generated events (faking_data.py --rate 0 --seed 1);
+2. receive_faking_data.py (defaults, but --idle-flush 1 so the tail is not held back by the idle
+   timer) lands them: the time from its start until the group's committed offsets
+   cover all N (so everything is in the lake and committed), in events/s and MB/s of event JSON,
+   and the writer's peak RSS (sampled);
+3. Kafka's own kafka-consumer-perf-test from the same jars reads the same topic, same N, with a
+   fresh group, in the same run;
+4. python -m loglake verify on the result (the figures only count if it passes).
+
+The last line is `ratio=<ours / Kafka's tool> ...`. It brings nothing up: it uses the stack of
+the environment (KAFKA_BOOTSTRAP_SERVERS, AWS_*) and deletes the topics it created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.producer import delete_topics, machine, new_topic, say, topic_size  # noqa: E402
+
+
+def committed_total(bootstrap: str, topic: str, group: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+    finally:
+        consumer.close()
+    return sum(max(0, tp.offset) for tp in parts)
+
+
+def peak_rss(proc: psutil.Process, stop: threading.Event, out: list[float]) -> None:
+    while not stop.is_set():
+        try:
+            out.append(proc.memory_info().rss / 2**20)
+        except psutil.Error:
+            return
+        time.sleep(0.2)
+
+
+def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[float, float, float]:
+    """(seconds until all committed, peak RSS MiB, objects) for receive_faking_data.py."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    args = [
+        sys.executable,
+        "receive_faking_data.py",
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--prefix",
+        f"bench-{topic}",
+        "--quiet",
+        "--exit-when-idle",
+        "3",
+        *extra,
+    ]
+    started = time.monotonic()
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples: list[float] = []
+    stop = threading.Event()
+    threading.Thread(target=peak_rss, args=(psutil.Process(proc.pid), stop, samples), daemon=True).start()
+    done_at = None
+    while proc.poll() is None:
+        if done_at is None and committed_total(bootstrap, topic, group) >= events:
+            done_at = time.monotonic()
+        time.sleep(0.1)
+    stop.set()
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"the writer failed: {err.strip()[-500:]}")
+    done_at = done_at or time.monotonic()
+    objects = float(re.search(r"objects=(\d+)", out).group(1))
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loglake",
+            "verify",
+            "--topic",
+            topic,
+            "--prefix",
+            f"bench-{topic}",
+            "--group",
+            group,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    say(verify.stdout.strip().splitlines()[-1])
+    if verify.returncode != 0:
+        raise SystemExit("verify failed: the figures do not count")
+    return done_at - started, max(samples, default=0.0), objects
+
+
+def kafka_tool(bootstrap: str, topic: str, events: int) -> tuple[float, float, float]:
+    """(records/s, MB/s, MB read) of kafka-consumer-perf-test, as it reports them."""
+    result = subprocess.run(
+        [
+            str(REPO / "scripts" / "stack"),
+            "kafka",
+            "kafka-consumer-perf-test",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--messages",
+            str(events),
+            "--group",
+            f"perf-{uuid.uuid4().hex[:8]}",
+            "--timeout",
+            "60000",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    rows = [line for line in result.stdout.splitlines() if re.match(r"^\d{4}-", line)]
+    if result.returncode != 0 or not rows:
+        raise SystemExit(f"kafka-consumer-perf-test failed: {result.stderr.strip()[-500:]}")
+    fields = [f.strip() for f in rows[-1].split(",")]
+    # start, end, MB, MB/s, nMsg, nMsg/s, rebalance ms, fetch ms, fetch MB/s, fetch nMsg/s
+    return float(fields[5]), float(fields[3]), float(fields[2])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="scripts/bench writer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--writer-args", default="", help="extra flags for receive_faking_data.py")
+    ns = p.parse_args(argv)
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    say(f"machine: {machine()}")
+    topic = new_topic(bootstrap, 3)
+    dlq = topic + ".dlq"  # the writer creates it; deleted with the topic
+    try:
+        fill = subprocess.run(
+            [
+                sys.executable,
+                "faking_data.py",
+                "--topic",
+                topic,
+                "--count",
+                str(ns.events),
+                "--rate",
+                "0",
+                "--seed",
+                "1",
+                "--quiet",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if fill.returncode != 0:
+            raise SystemExit(f"filling the topic failed: {fill.stderr.strip()[-300:]}")
+        assert topic_size(bootstrap, topic) == ns.events
+        seconds, rss, objects = ours(bootstrap, topic, ns.events, ns.writer_args.split())
+        tool_eps, tool_mbps, megabytes = kafka_tool(bootstrap, topic, ns.events)
+    finally:
+        delete_topics(bootstrap, [topic, dlq])
+    eps = ns.events / seconds
+    say(
+        f"writer: {ns.events:,} events ({megabytes:.0f} MB of JSON) landed and committed in {seconds:.1f} s: "
+        f"{eps:,.0f} events/s, {megabytes / seconds:.1f} MB/s; {objects:.0f} objects; peak RSS {rss:.0f} MiB"
+    )
+    say(f"kafka-consumer-perf-test: {tool_eps:,.0f} records/s, {tool_mbps:.1f} MB/s")
+    say(
+        f"ratio={eps / tool_eps:.2f} ours_eps={eps:.0f} kafka_eps={tool_eps:.0f} ours_mbps={megabytes / seconds:.1f} "
+        f"kafka_mbps={tool_mbps:.1f} events={ns.events} writer_peak_rss_mib={rss:.0f} objects={objects:.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
