@@ -355,7 +355,7 @@ def build_parser(prog: str = "receive_faking_data.py") -> argparse.ArgumentParse
     add(
         g,
         "--format",
-        env="LOGLAKE_FORMAT",
+        env="LOGLAKE_LAKE_FORMAT",
         default=d.fmt,
         choices=layout.FORMATS,
         help="object format",
@@ -364,7 +364,7 @@ def build_parser(prog: str = "receive_faking_data.py") -> argparse.ArgumentParse
     add(
         g,
         "--compression",
-        env="LOGLAKE_COMPRESSION",
+        env="LOGLAKE_LAKE_COMPRESSION",
         default=d.compression,
         choices=layout.COMPRESSIONS,
         help="object compression",
@@ -372,7 +372,7 @@ def build_parser(prog: str = "receive_faking_data.py") -> argparse.ArgumentParse
     add(
         g,
         "--compression-level",
-        env="LOGLAKE_COMPRESSION_LEVEL",
+        env="LOGLAKE_LAKE_COMPRESSION_LEVEL",
         default=d.compression_level,
         type=_level,
         help="gzip level 1-9",
