@@ -22,7 +22,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,6 +44,14 @@ log = logging.getLogger(__name__)
 OWNER_KEY = "_loglake/owner.json"
 
 
+@dataclass
+class Flight:
+    taken: list[tuple[PartitionBuffer, int]]
+    objects: list[Any]
+    future: Future[int]
+    started: float = field(default_factory=time.monotonic)
+
+
 class Writer:
     def __init__(self, s: WriterSettings, lake: Lake | None = None) -> None:
         self.s = s
@@ -52,6 +62,8 @@ class Writer:
         self.metrics = WriterMetrics(s.metrics_port, s.metrics_addr)
         self.dead: DeadLetters | None = None
         self.buffers: dict[int, PartitionBuffer] = {}
+        self.flying: dict[int, Flight] = {}  # partition -> its flush whose upload is under way
+        self.flyer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self.owned: set[int] = set()  # partitions assigned to this writer now
         self.last_activity = time.monotonic()
         self.epoch: dict[
@@ -110,7 +122,7 @@ class Writer:
         log.info("assigned partitions %s (now %s)", partitions, sorted(self.owned))
 
     def revoked(self, partitions: list[int]) -> None:
-        mine = [p for p in partitions if p in self.buffers]
+        mine = [p for p in partitions if p in self.buffers or p in self.flying]
         if mine:
             try:
                 self._flush(mine, retry=False)
@@ -149,20 +161,23 @@ class Writer:
             if messages:
                 self._route(messages)
                 last_record = self.last_activity = now
+            self._land()
             due = [p for p, b in self.buffers.items() if self.policy.due(b, now)]
             if not due and self.buffers and now - last_record >= idle_flush:
                 due = list(self.buffers)
             if due:
-                self._flush(due, retry=True)
+                self._launch(due)
             # the idle clock starts at the first assignment: a restarted writer may first wait for
             # the group to evict its dead predecessor (session timeout) before it gets partitions
             idle_limit = self.s.exit_when_idle + (0 if self.ever_assigned else 60)
-            if self.s.exit_when_idle and now - self.last_activity >= idle_limit and not self.buffers:
+            idle = not self.buffers and not self.flying
+            if self.s.exit_when_idle and now - self.last_activity >= idle_limit and idle:
                 log.info("no new records for %.0f s: exiting", self.s.exit_when_idle)
                 break
             if now >= next_progress:
                 self._progress()
                 next_progress = now + self.s.progress_every
+        self._land(wait=True)
         if self.buffers:
             self._flush(list(self.buffers), retry=True)
         self._progress()
@@ -205,15 +220,44 @@ class Writer:
         log.debug("dead letter %s/%d/%d: %s", message.topic(), message.partition(), message.offset(), why)
 
     # -- flush -------------------------------------------------------------------------------------
-    def _flush(self, partitions: list[int], retry: bool) -> None:
-        """Upload the buffers of `partitions`, acknowledge their dead letters, then commit each."""
-        started = time.monotonic()
+    # The usual flush is launched: its upload runs on a background thread while the loop keeps
+    # consuming, and `_land` commits it once the upload succeeded (one flight per partition at a
+    # time). A failed flight, a revoke and shutdown take the blocking path, `_flush`, which retries.
+
+    def _take(self, partitions: list[int]) -> tuple[list[tuple[PartitionBuffer, int]], list[Any]]:
         taken = [(self.buffers.pop(p), self.epoch.get(p, 0)) for p in partitions if p in self.buffers]
-        objects = [o for b, _ in taken for o in to_objects(b, self.form, self.s.group)]
+        return taken, [o for b, _ in taken for o in to_objects(b, self.form, self.s.group)]
+
+    def _launch(self, partitions: list[int]) -> None:
+        ready = [p for p in partitions if p not in self.flying]
+        taken, objects = self._take(ready)
+        if not taken:
+            return
+        flight = Flight(taken, objects, self.flyer.submit(self.lake.put_all, objects, self.form))
+        for buffer, _ in taken:
+            self.flying[buffer.partition] = flight
+
+    def _land(self, wait: bool = False, partitions: list[int] | None = None, retry: bool = True) -> None:
+        """Commit the flights whose upload finished (or all of them / those of `partitions`, waiting)."""
+        flights = {id(f): f for p, f in self.flying.items() if partitions is None or p in partitions}
+        for flight in flights.values():
+            if not wait and not flight.future.done():
+                continue
+            for buffer, _ in flight.taken:
+                self.flying.pop(buffer.partition, None)
+            try:
+                stored = flight.future.result()
+            except LakeRetriable:
+                stored = self._upload(flight.objects, retry)  # blocks, pauses, retries (or raises)
+            self._commit(flight.taken, len(flight.objects), stored, flight.started)
+
+    def _flush(self, partitions: list[int], retry: bool) -> None:
+        """Blocking flush: upload the buffers of `partitions`, acknowledge their dead letters, commit."""
+        self._land(wait=True, partitions=partitions, retry=retry)
+        started = time.monotonic()
+        taken, objects = self._take(partitions)
         try:
             stored = self._upload(objects, retry) if objects else 0
-            if self.dead is not None and any(b.dead_letters for b, _ in taken):
-                self.dead.flush()
         except BaseException:
             for (
                 b,
@@ -221,6 +265,13 @@ class Writer:
             ) in taken:  # keep them, so that shutdown or revoke sees them (their data is not committed)
                 self.buffers.setdefault(b.partition, b)
             raise
+        self._commit(taken, len(objects), stored, started)
+
+    def _commit(
+        self, taken: list[tuple[PartitionBuffer, int]], objects: int, stored: int, started: float
+    ) -> None:
+        if self.dead is not None and any(b.dead_letters for b, _ in taken):
+            self.dead.flush()
         for buffer, epoch in taken:
             p = buffer.partition
             if self.epoch.get(p, 0) != epoch or p not in self.owned:
@@ -230,10 +281,12 @@ class Writer:
                 self.commits += 1
             else:
                 self.consumer.rewind(p, buffer.start_offset)
-        self.objects += len(objects)
+        self.objects += objects
         self.bytes += stored
-        self.metrics.flushed(len(objects), stored, time.monotonic() - started)
-        log.debug("flushed %d objects (%d bytes) of partitions %s", len(objects), stored, partitions)
+        self.metrics.flushed(objects, stored, time.monotonic() - started)
+        log.debug(
+            "flushed %d objects (%d bytes) of partitions %s", objects, stored, [b.partition for b, _ in taken]
+        )
 
     def _upload(self, objects: list[Any], retry: bool) -> int:
         delay = 0.5
@@ -299,6 +352,7 @@ class Writer:
             )
 
     def close(self) -> None:
+        self.flyer.shutdown(wait=True)
         self.consumer.close()
         if self.dead is not None:
             self.dead.close()
