@@ -66,9 +66,8 @@ class Writer:
         self.flyer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self.owned: set[int] = set()  # partitions assigned to this writer now
         self.last_activity = time.monotonic()
-        self.epoch: dict[
-            int, int
-        ] = {}  # bumped when a partition leaves us: a flush that spans it must not commit
+        # bumped when a partition leaves us: a flush that spans it must not commit
+        self.epoch: dict[int, int] = {}
         self.ever_assigned = False
         self.paused = False
         self.stop = threading.Event()
@@ -246,10 +245,22 @@ class Writer:
             for buffer, _ in flight.taken:
                 self.flying.pop(buffer.partition, None)
             try:
-                stored = flight.future.result()
-            except LakeRetriable:
-                stored = self._upload(flight.objects, retry)  # blocks, pauses, retries (or raises)
+                try:
+                    stored = flight.future.result()
+                except LakeRetriable:
+                    stored = self._upload(flight.objects, retry)  # blocks, pauses, retries (or raises)
+            except BaseException:
+                self._reread(flight.taken)
+                raise
             self._commit(flight.taken, len(flight.objects), stored, flight.started)
+
+    def _reread(self, taken: list[tuple[PartitionBuffer, int]]) -> None:
+        """A flight that will not land: read its partitions again from where it started (the buffers
+        that came after it are dropped too; they are read again as well)."""
+        for buffer, _ in taken:
+            if buffer.partition in self.owned:
+                self.buffers.pop(buffer.partition, None)
+                self.consumer.rewind(buffer.partition, buffer.start_offset)
 
     def _flush(self, partitions: list[int], retry: bool) -> None:
         """Blocking flush: upload the buffers of `partitions`, acknowledge their dead letters, commit."""
