@@ -189,8 +189,11 @@ class Writer:
         folders = self._folders
         head = self._heads
         line_of = layout.stored_line
+        owned = self.owned
         for m in messages:
             p = m.partition()
+            if p not in owned:
+                continue  # fetched before its partition was revoked: the next owner reads it
             offset = m.offset()
             buffer = buffers.get(p)
             if buffer is None:
@@ -290,8 +293,8 @@ class Writer:
                 continue
             if self.consumer.commit(p, buffer.next_offset):
                 self.commits += 1
-            else:
-                self.consumer.rewind(p, buffer.start_offset)
+            elif p in self.owned:  # refused mid-rebalance, but still ours: read the batch again
+                self._reread([(buffer, epoch)])
         self.objects += objects
         self.bytes += stored
         self.metrics.flushed(objects, stored, time.monotonic() - started)

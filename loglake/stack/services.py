@@ -121,7 +121,27 @@ class Instance:
                 )
             argv, env = self._command(service)
             self._spawn(service, argv, env)
-        self.wait_healthy(service, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.wait_healthy(service, max(1.0, deadline - time.monotonic()))
+                return
+            except StackError:
+                if not self._stale_registration(service) or time.monotonic() > deadline:
+                    raise
+            # a broker killed hard is still registered in ZooKeeper until its session expires (~18 s)
+            log.info("%s: ZooKeeper still holds the killed broker's registration; retrying in 3 s", service)
+            time.sleep(3)
+            self._spawn(service, *self._command(service))
+
+    def _stale_registration(self, service: str) -> bool:
+        if self.cfg.mode != "zookeeper" or not service.startswith("kafka-") or self.pid(service):
+            return False
+        try:
+            tail = self.log_path(service).read_bytes()[-20000:]
+        except OSError:
+            return False
+        return b"NodeExists" in tail.rsplit(b"===== starting", 1)[-1]
 
     def stop(self, service: str, sig: int = signal.SIGTERM, grace: float = 40.0) -> None:
         pid = self.pid(service)
