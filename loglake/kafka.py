@@ -446,7 +446,7 @@ class LakeConsumer:
             "max.poll.interval.ms": 300000,
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "queued.max.messages.kbytes": 128 * 1024,
+            "queued.max.messages.kbytes": 64 * 1024,  # bounds the prefetch queue (memory)
             "enable.partition.eof": False,
         }
         try:
