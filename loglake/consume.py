@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +29,7 @@ import orjson
 from loglake import layout, settings
 from loglake.batch import FlushPolicy, ObjectFormat, PartitionBuffer, to_objects
 from loglake.deadletter import DeadLetters
-from loglake.errors import LoglakeError, run_cli, setup_logging
+from loglake.errors import LoglakeError, run_cli, setup_logging, stop_on_signals
 from loglake.events import Rejection, validate
 from loglake.kafka import LakeConsumer
 from loglake.lake import Lake, LakeRetriable
@@ -572,34 +569,15 @@ def settings_from_args(ns: argparse.Namespace) -> WriterSettings:
     )
 
 
-@contextmanager
-def _stop_on_signals(writer: Writer) -> Iterator[None]:
-    """First SIGINT/SIGTERM: finish the current step, flush, commit, exit 0. Second: stop at once."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if writer.stop.is_set():
-            raise KeyboardInterrupt
-        log.info(
-            "%s: flushing and stopping (again to stop at once, without committing)",
-            signal.Signals(signum).name,
-        )
-        writer.stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     setup_logging(verbose=ns.verbose)
     writer = Writer(settings_from_args(ns))
     started = time.monotonic()
     try:
-        with _stop_on_signals(writer):
+        with stop_on_signals(
+            writer.stop, lambda name: log.info("%s: flushing and stopping (again to stop at once)", name)
+        ):
             code = writer.run()
     finally:
         writer.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class LoglakeError(Exception):
@@ -48,3 +51,23 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     # client libraries are chatty at INFO; their warnings still show
     for noisy in ("kafka", "botocore", "boto3", "urllib3", "faker"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, on_first: Callable[[str], None] | None = None) -> Iterator[None]:
+    """The first SIGINT/SIGTERM sets `stop` (the command finishes its step, flushes and exits);
+    a second one raises KeyboardInterrupt (stop at once: run_cli exits 130)."""
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        if on_first is not None:
+            on_first(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -25,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import IO, NoReturn
 
 from loglake import defaults
-from loglake.errors import ConfigError, KafkaUnavailable, LoglakeError, run_cli, setup_logging
+from loglake.errors import (
+    ConfigError,
+    KafkaUnavailable,
+    LoglakeError,
+    run_cli,
+    setup_logging,
+    stop_on_signals,
+)
 from loglake.events import event_id_of, record_headers
 from loglake.fake import FakeLogs, SimClock
 from loglake.kafka import COMPRESSIONS, LogProducer, ProducerTuning, open_producer
@@ -367,31 +373,13 @@ def settings_from_args(ns: argparse.Namespace) -> ProducerSettings:
     )
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event, report_holder: dict[str, str]) -> Iterator[None]:
-    """SIGINT/SIGTERM set `stop` (generation ends, in-flight events are flushed); a second one aborts."""
-
-    def handle(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        report_holder["signal"] = signal.Signals(signum).name
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     setup_logging(verbose=ns.verbose, quiet=ns.quiet)
     settings = settings_from_args(ns)
     stop = threading.Event()
     caught: dict[str, str] = {}
-    with _stop_on_signals(stop, caught):
+    with stop_on_signals(stop, lambda name: caught.__setitem__("signal", name)):
         report = produce(settings, stop=stop)
     if "signal" in caught:
         report.stopped_by = caught["signal"]
