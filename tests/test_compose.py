@@ -22,16 +22,26 @@ CP_TO_KAFKA = {"7.9": "3.9"}
 
 
 def image_of(name: str) -> tuple[str, str]:
-    repo, _, tag = SERVICES[name]["image"].rpartition(":")
+    """(repository, tag) of a service's image, without its digest."""
+    repo, _, tag = SERVICES[name]["image"].split("@", 1)[0].rpartition(":")
     return repo, tag
 
 
 def test_no_version_key_and_every_image_pinned():
     assert "version" not in COMPOSE
     for name, service in SERVICES.items():
-        image = service["image"]
-        tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
-        assert tag and tag != "latest", f"{name}: image {image} is not pinned to a version"
+        repo, tag = image_of(name)
+        assert repo and tag and tag != "latest", (
+            f"{name}: image {service['image']} is not pinned to a version"
+        )
+
+
+def test_minio_images_pinned_by_tag_and_digest():
+    for name in ("minio", "init-bucket"):
+        image = SERVICES[name]["image"]
+        assert image.startswith("quay.io/minio/") and re.search(
+            r":RELEASE\.[^@]+@sha256:[0-9a-f]{64}$", image
+        ), image
 
 
 def test_every_long_running_service_has_a_healthcheck():
