@@ -33,15 +33,21 @@ sys.path.insert(0, str(REPO))
 from benchmarks.producer import delete_topics, machine, new_topic, say, topic_size  # noqa: E402
 
 
-def committed_total(bootstrap: str, topic: str, group: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
+class Committed:
+    """The group's committed offsets, summed over the topic's 3 partitions (one client, reused:
+    a new client per look would take CPU from the writer being measured)."""
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-    finally:
-        consumer.close()
-    return sum(max(0, tp.offset) for tp in parts)
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.parts = [TopicPartition(topic, p) for p in range(3)]
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+
+    def total(self) -> int:
+        return sum(max(0, tp.offset) for tp in self.consumer.committed(self.parts, timeout=10))
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def peak_rss(proc: psutil.Process, stop: threading.Event, out: list[float]) -> None:
@@ -76,10 +82,12 @@ def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[flo
     stop = threading.Event()
     threading.Thread(target=peak_rss, args=(psutil.Process(proc.pid), stop, samples), daemon=True).start()
     done_at = None
+    committed = Committed(bootstrap, topic, group)
     while proc.poll() is None:
-        if done_at is None and committed_total(bootstrap, topic, group) >= events:
+        if done_at is None and committed.total() >= events:
             done_at = time.monotonic()
         time.sleep(0.1)
+    committed.close()
     stop.set()
     out, err = proc.communicate()
     if proc.returncode != 0:

@@ -70,7 +70,7 @@ class Writer:
         self.stop = threading.Event()
         self.records = self.objects = self.bytes = self.dead_letters = self.commits = 0
         self._folders: dict[tuple[str, str, int], str] = {}
-        self._heads = layout.envelope_head
+        self._prefixes: dict[int, bytes] = {}  # partition -> start of its stored lines
 
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -180,11 +180,13 @@ class Writer:
         return 0
 
     def _route(self, messages: list[Any]) -> None:
+        """Validate each record and append it to its partition's buffer (the hot loop: one pass,
+        no per-record allocation beyond the stored line)."""
         topic = self.s.topic
         max_bytes = self.s.max_record_bytes
         buffers = self.buffers
         folders = self._folders
-        head = self._heads
+        prefixes = self._prefixes
         line_of = layout.stored_line
         owned = self.owned
         for m in messages:
@@ -205,9 +207,10 @@ class Writer:
             folder = folders.get((date, hour, p))
             if folder is None:
                 folder = folders[(date, hour, p)] = layout.lake_partition(self.s.layout, date, hour, p)
+                prefixes[p] = layout.envelope_prefix(topic, p)
                 if len(folders) > 10_000:
                     folders.clear()
-            buffer.add(folder, offset, line_of(head(topic, p, offset, m.timestamp()[1]), value), event_ms)
+            buffer.add(folder, offset, line_of(prefixes[p], offset, m.timestamp()[1], value), event_ms)
         self.records += len(messages)
         self.metrics.records.inc(len(messages))
 

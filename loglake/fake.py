@@ -419,7 +419,8 @@ class FakeLogs:
                 prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             when = prefix + millis[ms % 1000]
             o = i * 64
-            event_id = f"{hexes[o : o + 8]}-{hexes[o + 8 : o + 12]}-4{hexes[o + 13 : o + 16]}-{variant[hexes[o + 16]]}{hexes[o + 17 : o + 20]}-{hexes[o + 20 : o + 32]}"
+            h = hexes[o : o + 32]
+            event_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
             i += 1
             if pending is not None:  # the `error` event that follows a 5xx response
                 error_event, error_session = pending

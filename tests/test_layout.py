@@ -45,7 +45,7 @@ def test_sanitize_never_lets_data_climb_out_of_its_folder(raw, safe):
 
 def test_stored_line_splices_kafka_coordinates_first_and_keeps_the_event():
     value = b'{"event_id":"e1","event_time":"2026-11-24T21:00:00.000Z","event_type":"click","n":1}'
-    line = layout.stored_line(layout.envelope_head("log-data", 2, 99, 1700000000000), value)
+    line = layout.stored_line(layout.envelope_prefix("log-data", 2), 99, 1700000000000, value)
     record = orjson.loads(line)
     assert next(iter(record)) == "_kafka"
     assert record["_kafka"] == {"topic": "log-data", "partition": 2, "offset": 99, "timestamp": 1700000000000}
@@ -54,7 +54,7 @@ def test_stored_line_splices_kafka_coordinates_first_and_keeps_the_event():
 
 def test_stored_line_keeps_one_record_per_line_for_pretty_printed_json():
     value = b'{\n  "event_id": "e1",\n  "event_time": "2026-11-24T21:00:00Z",\n  "event_type": "x"\n}\n'
-    line = layout.stored_line(layout.envelope_head("t", 0, 1, 5), value)
+    line = layout.stored_line(layout.envelope_prefix("t", 0), 1, 5, value)
     assert b"\n" not in line
     assert orjson.loads(line)["event_id"] == "e1"
 
@@ -125,3 +125,43 @@ def test_validate_names_each_kind_of_bad_record(value, kind):
         validate(value, 1000)
     assert caught.value.kind == kind
     assert str(caught.value)
+
+
+def test_stored_line_keeps_numbers_exactly_as_produced():
+    value = b'{"event_id":"e","n":1E400,"x":0.10000000000000001}'
+    line = layout.stored_line(layout.envelope_prefix("t", 0), 3, 4, value)
+    assert line.endswith(b',"event_id":"e","n":1E400,"x":0.10000000000000001}')
+    assert line.startswith(b'{"_kafka":{"topic":"t","partition":0,"offset":3,"timestamp":4},')
+
+
+def test_validate_fast_path_agrees_with_the_full_parse():
+    # the second of a canonical event time is cached; later values of that second take the fast path
+    first = validate(GOOD, 1000)
+    later = GOOD.replace(b"04.123Z", b"04.999Z")
+    assert validate(later, 1000) == (first[0], first[1], first[2] - 123 + 999)
+    for bad_millis in (b"04.9x9Z", b"04.\xd9\xa3\xd9\xa3\xd9\xa3Z"):  # letters; Arabic-Indic digits
+        with pytest.raises(Rejection) as caught:
+            validate(GOOD.replace(b"04.123Z", bad_millis), 1000)
+        assert caught.value.kind == "bad-event-time"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (
+            b'{"event_id":"e","event_time":"2026-11-24T21:03:04Z","event_type":"x","s":"\xed\xa0\x80"}',
+            "invalid-utf8",
+        ),
+        (b'{"event_id":"","event_time":"2026-11-24T21:03:04Z","event_type":"x"}', "wrong-type"),
+        (
+            b'{"event_id":"e","event_time":"2026-11-24T21:03:04Z","event_type":"x","_kafka":null}',
+            "reserved-field",
+        ),
+        (b'{"event_id":"e","event_time":"2026-11-24T21:03:04Z","event_type":"x","a":[1,}', "invalid-json"),
+        (b'{"event_id":"e","event_time":"2026-11-24T21:03:04Z","event_type":"x"} {}', "invalid-json"),
+    ],
+)
+def test_validate_checks_the_fields_it_does_not_read(value, kind):
+    with pytest.raises(Rejection) as caught:
+        validate(value, 1000)
+    assert caught.value.kind == kind

@@ -149,7 +149,9 @@ def kafka_properties(cfg: StackConfig, node: int, data: Path, tls_dir: Path) -> 
         "offsets.topic.num.partitions=10",
         "auto.create.topics.enable=false",
         "group.initial.rebalance.delay.ms=0",
-        "log.retention.hours=168",
+        # No time limit: tests and benchmarks replay seeded runs whose events (and so record
+        # timestamps) start at 2026-01-01; a 7-day limit would delete them minutes after landing.
+        "log.retention.ms=-1",
         "unclean.leader.election.enable=false",
     ]
     if cfg.mode == "zookeeper":
