@@ -144,6 +144,42 @@ def _failed_tls(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
     )
 
 
+class ClientErrors:
+    """The `error_cb` of a confluent-kafka client: keeps the last error, so that a failed first
+    contact can say why (credentials refused, TLS failed) instead of just "no broker answered"."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+
+    def __call__(self, error: Any) -> None:
+        self.last = error
+        log.debug("Kafka: %s", error.str())
+
+    def explain(self, settings: KafkaSettings, detail: str) -> KafkaUnavailable:
+        from confluent_kafka import KafkaError
+
+        code = self.last.code() if self.last is not None else None
+        if code == KafkaError._AUTHENTICATION:
+            return _refused_credentials(settings, self.last.str())
+        if code == KafkaError._SSL:
+            return _failed_tls(settings, self.last.str())
+        return _unreachable(settings, detail)
+
+
+def list_metadata(
+    client: Any, settings: KafkaSettings, errors: ClientErrors, topic: str | None = None
+) -> Any:
+    """Cluster metadata from a confluent-kafka client built with `error_cb=errors`; KafkaUnavailable
+    with the reason when the brokers cannot be reached within the connect timeout."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return client.list_topics(topic, timeout=settings.connect_timeout)
+    except KafkaException as exc:
+        client.poll(0)  # serve the error callback: it may say why
+        raise errors.explain(settings, exc.args[0].str()) from None
+
+
 def _missing_topic(settings: KafkaSettings, topic: str) -> KafkaUnavailable:
     return KafkaUnavailable(
         f"topic {topic!r} does not exist on {settings.bootstrap_servers} and the broker does not create "
@@ -160,7 +196,7 @@ class ConfluentProducer:
         self._settings = settings
         self._topic = topic
         self._started = False
-        self._last_error: Any = None
+        self._errors = ClientErrors()
         config = confluent_config(settings) | {
             "client.id": tuning.client_id,
             "acks": "all",
@@ -183,7 +219,7 @@ class ConfluentProducer:
         self._adapter: tuple[DeliveryCallback, Callable[[Any, Any], None]] | None = None
 
     def _on_error(self, error: Any) -> None:
-        self._last_error = error
+        self._errors.last = error
         if error.fatal():
             log.error("Kafka producer fatal error: %s", error.str())
         elif self._started:
@@ -192,34 +228,13 @@ class ConfluentProducer:
             log.debug("Kafka (while connecting): %s", error.str())
 
     def check_topic(self, topic: str) -> int:
-        from confluent_kafka import KafkaException
 
-        try:
-            metadata = self._producer.list_topics(timeout=self._settings.connect_timeout)
-        except KafkaException as exc:
-            self._producer.poll(0)  # serve the error callback: it may say why
-            refused = self._refusal()
-            if refused:
-                raise refused from None
-            raise _unreachable(self._settings, exc.args[0].str()) from None
+        metadata = list_metadata(self._producer, self._settings, self._errors)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise _missing_topic(self._settings, topic)
         self._started = True
         return len(found.partitions)
-
-    def _refusal(self) -> KafkaUnavailable | None:
-        """A clearer sentence when the brokers answered but refused our credentials or certificate."""
-        from confluent_kafka import KafkaError
-
-        error = self._last_error
-        if error is None:
-            return None
-        if error.code() == KafkaError._AUTHENTICATION:
-            return _refused_credentials(self._settings, error.str())
-        if error.code() == KafkaError._SSL:
-            return _failed_tls(self._settings, error.str())
-        return None
 
     def _callback(self, on_result: DeliveryCallback) -> Callable[[Any, Any], None]:
         if self._adapter is None or self._adapter[0] is not on_result:
@@ -435,6 +450,7 @@ class LakeConsumer:
         self._topic = topic
         self._listener = listener
         self._start_from = start_from
+        self._errors = ClientErrors()
         config = confluent_config(settings) | {
             "group.id": group,
             "client.id": "loglake-writer",
@@ -453,6 +469,7 @@ class LakeConsumer:
             "queued.max.messages.kbytes": 16 * 1024,
             "fetch.queue.backoff.ms": 10,
             "enable.partition.eof": False,
+            "error_cb": self._errors,
         }
         try:
             self._consumer = Consumer(config)
@@ -461,12 +478,8 @@ class LakeConsumer:
 
     # -- start -------------------------------------------------------------------------------------
     def check_topic(self) -> int:
-        from confluent_kafka import KafkaException
 
-        try:
-            metadata = self._consumer.list_topics(timeout=self._settings.connect_timeout)
-        except KafkaException as exc:
-            raise _unreachable(self._settings, exc.args[0].str()) from None
+        metadata = list_metadata(self._consumer, self._settings, self._errors)
         found = metadata.topics.get(self._topic)
         if found is None or found.error is not None:
             raise _missing_topic(self._settings, self._topic)
@@ -613,11 +626,9 @@ def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, like: str
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(confluent_config(settings))
-    try:
-        metadata = admin.list_topics(timeout=settings.connect_timeout)
-    except KafkaException as exc:
-        raise _unreachable(settings, exc.args[0].str()) from None
+    errors = ClientErrors()
+    admin = AdminClient(confluent_config(settings) | {"error_cb": errors})
+    metadata = list_metadata(admin, settings, errors)
     if topic in metadata.topics and metadata.topics[topic].error is None:
         return
     replication = 1

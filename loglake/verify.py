@@ -27,7 +27,7 @@ import orjson
 from loglake import consume, defaults, layout, settings
 from loglake.deadletter import source_of
 from loglake.errors import KafkaUnavailable, LoglakeError, run_cli, setup_logging
-from loglake.kafka import confluent_config
+from loglake.kafka import ClientErrors, confluent_config, list_metadata
 from loglake.lake import Lake
 from loglake.settings import KafkaSettings, LakeSettings
 
@@ -109,10 +109,14 @@ def read_dead_letters(kafka: KafkaSettings, dlq_topic: str, topic: str) -> dict[
     """Source offsets per partition of the dead letters of `topic`, read to the end of the DLQ."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer(confluent_config(kafka) | {"group.id": "loglake-verify", "enable.auto.commit": False})
+    errors = ClientErrors()
+    consumer = Consumer(
+        confluent_config(kafka)
+        | {"group.id": "loglake-verify", "enable.auto.commit": False, "error_cb": errors}
+    )
     found: dict[int, set[int]] = {}
     try:
-        metadata = consumer.list_topics(dlq_topic, timeout=kafka.connect_timeout)
+        metadata = list_metadata(consumer, kafka, errors, dlq_topic)
         info = metadata.topics.get(dlq_topic)
         if info is None or info.error is not None:
             return found
@@ -147,9 +151,12 @@ def kafka_ranges(kafka: KafkaSettings, topic: str, group: str, to_end: bool) -> 
     """(low watermark, end) per partition; end = committed offset of `group`, or the high watermark."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer(confluent_config(kafka) | {"group.id": group, "enable.auto.commit": False})
+    errors = ClientErrors()
+    consumer = Consumer(
+        confluent_config(kafka) | {"group.id": group, "enable.auto.commit": False, "error_cb": errors}
+    )
     try:
-        info = consumer.list_topics(topic, timeout=kafka.connect_timeout).topics.get(topic)
+        info = list_metadata(consumer, kafka, errors, topic).topics.get(topic)
         if info is None or info.error is not None:
             raise LoglakeError(f"topic {topic!r} does not exist on {kafka.bootstrap_servers}")
         parts = [TopicPartition(topic, p) for p in sorted(info.partitions)]

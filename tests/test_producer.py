@@ -239,7 +239,7 @@ def test_bad_environment_value_is_one_sentence() -> None:
 
 
 @pytest.mark.stack
-def test_secure_cluster_sasl_scram_over_tls_both_clients() -> None:
+def test_secure_cluster_sasl_scram_over_tls_producers_writer_and_verify() -> None:
     from tests.conftest import extra_stack
 
     with extra_stack("secure", "--secure") as env:
@@ -289,6 +289,36 @@ def test_secure_cluster_sasl_scram_over_tls_both_clients() -> None:
                 assert result.returncode == 1
                 assert result.stderr.count("\n") == 1, result.stderr
                 assert sentence in result.stderr, result.stderr
+        # the lake writer and verify on the same secured stack (Kafka SASL_SSL, S3 over https)
+        assert env["AWS_ENDPOINT_URL"].startswith("https://")
+        landed = subprocess.run(
+            [PYTHON, "receive_faking_data.py", "--exit-when-idle", "3", "--idle-flush", "1"],
+            cwd=REPO,
+            env=clean_env(env),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert landed.returncode == 0, landed.stderr
+        assert "records=1000 " in landed.stdout, landed.stdout
+        assert env["KAFKA_SASL_PASSWORD"] not in landed.stdout + landed.stderr
+        checked = subprocess.run(
+            [PYTHON, "-m", "loglake", "verify"], cwd=REPO, env=clean_env(env), capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "in_lake=1000 " in checked.stdout and "result=OK" in checked.stdout, checked.stdout
+        for command in (["receive_faking_data.py"], ["-m", "loglake", "verify"]):
+            refused = subprocess.run(
+                [PYTHON, *command, "--connect-timeout", "5"],
+                cwd=REPO,
+                env=wrong_password,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert refused.returncode == 1, refused.stderr
+            assert refused.stderr.count("\n") == 1, refused.stderr
+            assert "refused the credentials" in refused.stderr, refused.stderr
 
 
 @pytest.mark.faults
