@@ -75,12 +75,11 @@ class FlushPolicy:
     max_bytes: int = 32 * 1024 * 1024
     max_age: float = 60.0
 
+    def full(self, buffer: PartitionBuffer) -> bool:
+        return buffer.records + buffer.dead_letters >= self.max_records or buffer.size >= self.max_bytes
+
     def due(self, buffer: PartitionBuffer, now: float) -> bool:
-        return (
-            buffer.records + buffer.dead_letters >= self.max_records
-            or buffer.size >= self.max_bytes
-            or now - buffer.created >= self.max_age
-        )
+        return self.full(buffer) or now - buffer.created >= self.max_age
 
 
 @dataclass(frozen=True)

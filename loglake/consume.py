@@ -20,6 +20,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from loglake.settings import WriterSettings
 log = logging.getLogger(__name__)
 
 OWNER_KEY = "_loglake/owner.json"
+START_PATIENCE = 60.0  # seconds a lake may fail at start-up when --max-retry-time is 0 (forever)
 
 
 @dataclass
@@ -74,8 +76,8 @@ class Writer:
 
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> None:
-        self.lake.ensure_bucket(self.s.create_bucket)
-        self._claim_prefix()
+        self._patiently(lambda: self.lake.ensure_bucket(self.s.create_bucket))
+        self._patiently(self._claim_prefix)
         partitions = self.consumer.check_topic()
         self.dead = DeadLetters(self.s.kafka, self.s.dlq_topic, partitions, self.s.topic)
         self.consumer.subscribe()
@@ -93,10 +95,7 @@ class Writer:
         """One consumer group per prefix and topic: another group's batches would not line up with
         ours, so re-landing a range into the same prefix would store it twice. Refuse that."""
         key = layout.topic_prefix(self.s.prefix, self.s.topic) + OWNER_KEY
-        try:
-            text = self.lake.get_text(key)
-        except LakeRetriable as exc:
-            raise LoglakeError(f"the lake at {self.s.lake.endpoint_url} did not answer: {exc}") from None
+        text = self.lake.get_text(key)
         if text is None:
             self.lake.put_text(key, orjson.dumps({"group": self.s.group, "topic": self.s.topic}).decode())
             return
@@ -107,6 +106,28 @@ class Writer:
                 f"{owner!r}; landing it again as {self.s.group!r} would store events twice: replay into another "
                 f"--prefix, or run with --group {owner}"
             )
+
+    def _patiently(self, step: Callable[[], None]) -> None:
+        """Run a start-up step against the lake, retrying passing failures (refused connections,
+        timeouts, 5xx) with backoff for --max-retry-time, or START_PATIENCE seconds when that is 0:
+        a lake that is slow to come up is waited for, a wrong endpoint still ends in one sentence."""
+        limit = self.s.max_retry_time or START_PATIENCE
+        first = time.monotonic()
+        delay = 0.5
+        while True:
+            try:
+                step()
+                return
+            except LakeRetriable as exc:
+                waited = time.monotonic() - first
+                if waited >= limit:
+                    raise LoglakeError(
+                        f"the lake at {self.s.lake.endpoint_url} did not answer for {waited:.0f} s: {exc}"
+                    ) from None
+                log.warning("the lake failed (%s); retrying in %.1f s", exc, delay)
+                if self.stop.wait(min(delay, limit - waited)):
+                    raise LoglakeError("stopped before the lake answered") from None
+                delay = min(delay * 2, 15.0)
 
     # -- rebalance callbacks (run inside consumer.poll_batch) ------------------------------------
     def assigned(self, partitions: list[int]) -> None:
@@ -162,7 +183,13 @@ class Writer:
             if not due and self.buffers and now - last_record >= idle_flush:
                 due = list(self.buffers)
             if due:
+                busy = [p for p in due if p in self.flying]
                 self._launch(due)
+                # backpressure: a partition whose next batch is full while the previous one is still
+                # uploading waits for that upload, so a slow lake cannot make the buffers grow unbounded
+                blocked = [p for p in busy if p in self.buffers and self.policy.full(self.buffers[p])]
+                if blocked:
+                    self._land(wait=True, partitions=blocked)
             # the idle clock starts at the first assignment: a restarted writer may first wait for
             # the group to evict its dead predecessor (session timeout) before it gets partitions
             idle_limit = self.s.exit_when_idle + (0 if self.ever_assigned else 60)

@@ -31,6 +31,9 @@ def confluent_config(settings: KafkaSettings) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "security.protocol": settings.security_protocol,
         "socket.connection.setup.timeout.ms": int(settings.connect_timeout * 1000),
+        # librdkafka backs off up to 10 s between reconnects by default: a broker that is back
+        # would go unnoticed that long (measured in tests/test_faults.py); look every 2 s at most
+        "reconnect.backoff.max.ms": 2000,
         "logger": _LibrdkafkaLog(),
     }
     if settings.uses_sasl:

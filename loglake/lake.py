@@ -88,13 +88,13 @@ class Lake:
             self._s3.head_bucket(Bucket=bucket)
             return
         except EndpointConnectionError:
-            raise LakeUnavailable(f"no S3 server answered at {self.settings.endpoint_url}") from None
+            raise LakeRetriable(f"no S3 server answered at {self.settings.endpoint_url}") from None
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status != 404:
-                raise _fatal_or_unavailable(exc, self.settings) from None
+                raise classify(exc, self.settings) from None
         except BotoCoreError as exc:
-            raise LakeUnavailable(f"the lake at {self.settings.endpoint_url} failed: {exc}") from None
+            raise classify(exc, self.settings) from None
         if not create:
             raise LakeUnavailable(f"bucket {bucket!r} does not exist at {self.settings.endpoint_url}")
         try:
@@ -105,7 +105,9 @@ class Lake:
                 "BucketAlreadyOwnedByYou",
                 "BucketAlreadyExists",
             ):
-                raise _fatal_or_unavailable(exc, self.settings) from None
+                raise classify(exc, self.settings) from None
+        except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
 
     def put(self, obj: PendingObject, form: ObjectFormat) -> int:
         """Upload one object (compressing it here, off the consuming thread); returns its size."""
@@ -155,10 +157,3 @@ class Lake:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-
-def _fatal_or_unavailable(exc: ClientError, settings: LakeSettings) -> LakeUnavailable:
-    found = classify(exc, settings)
-    if isinstance(found, LakeUnavailable):
-        return found
-    return LakeUnavailable(f"the lake at {settings.endpoint_url} failed: {found}")

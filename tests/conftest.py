@@ -150,6 +150,31 @@ def extra_stack(name: str, *up_args: str) -> Iterator[dict[str, str]]:
         stack("down", "--wipe", name=name, check=False)
 
 
+# One row per fault scenario for the README's "Measured under faults" table, written to
+# RESULTS_FILE at the end of a session that ran any (`scripts/test -m faults` refreshes it).
+RESULTS_FILE = REPO / ".stack" / "faults-results.md"
+RESULTS: list[str] = []
+
+
+def record(scenario: str, produced: int, acked: int, totals: dict[str, int], recover: str) -> None:
+    RESULTS.append(
+        f"| {scenario} | {produced:,} | {acked:,} | {totals['in_lake']:,} | {totals['duplicated']} "
+        f"| {totals['dead']:,} | {recover} |\n"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def results_table() -> Iterator[None]:
+    yield
+    if RESULTS:
+        RESULTS_FILE.parent.mkdir(exist_ok=True)
+        header = (
+            "| scenario | events | acknowledged | in lake | duplicates | dead letters | time to recover |\n"
+            "|---|---|---|---|---|---|---|\n"
+        )
+        RESULTS_FILE.write_text(header + "".join(RESULTS))
+
+
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:10]

@@ -6,21 +6,76 @@ the event_ids read straight from the topic against the event_ids found in the la
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 
 from loglake.verify import verify
-from tests.conftest import PYTHON, REPO, clean_env, create_topic, extra_stack, stack
+from tests.conftest import PYTHON, REPO, clean_env, create_topic, extra_stack, record, stack
+from tests.s3proxy import FlakyS3Proxy
 from tests.test_writer import committed, settings_of
 
 pytestmark = pytest.mark.faults
+
+
+class Committed:
+    """Samples a group's committed total every 0.25 s in a thread, to time stalls and recoveries."""
+
+    def __init__(self, env: dict[str, str], topic: str, group: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.samples: list[tuple[float, int]] = []
+        self._parts = [TopicPartition(topic, p) for p in range(3)]
+        self._consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": group})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                found = self._consumer.committed(self._parts, timeout=2)
+            except Exception:  # the broker may be the thing that is down
+                continue
+            self.samples.append((time.monotonic(), sum(max(0, tp.offset) for tp in found)))
+
+    def at(self, moment: float) -> int:
+        return max((total for t, total in self.samples if t <= moment), default=0)
+
+    def advanced_after(self, moment: float) -> float | None:
+        """Seconds from `moment` until the committed total first rose above its value then."""
+        base = self.at(moment)
+        return next((t - moment for t, total in self.samples if t > moment and total > base), None)
+
+    def longest_stall(self, start: float, end: float) -> float:
+        """The longest time within [start, end] during which the committed total did not rise."""
+        rises = [start] + [t for (_, before), (t, total) in pairwise(self.samples) if total > before]
+        rises = [t for t in rises if start <= t <= end] + [end]
+        return max(b - a for a, b in pairwise(rises))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def summary_counts(stdout: str) -> tuple[int, int, int]:
+    """(sent, acked, failed) from the producer's summary line."""
+    found = re.search(r"sent=(\d+) acked=(\d+) failed=(\d+)", stdout)
+    assert found, stdout
+    sent, acked, failed = (int(x) for x in found.groups())
+    return sent, acked, failed
 
 
 def start_producer(
@@ -160,17 +215,27 @@ def test_broker_killed_in_a_three_broker_cluster(tmp_path):
         ids = tmp_path / "acked.txt"
         producer = start_producer(env, topic, 60_000, 5_000, ids)
         writer = start_writer(env, topic)
+        progress = Committed(env, topic, f"g-{topic}")
         time.sleep(4)
+        killed = time.monotonic()
         stack("kill", "kafka-2", name="faults")  # SIGKILL, mid-run
         time.sleep(6)
         stack("start", "kafka-2", name="faults", timeout=180)
         _out, err = producer.communicate(timeout=240)
         assert producer.returncode == 0, err  # every event acknowledged despite the lost broker
         wait_caught_up(env, topic)
+        progress.close()
         writer.send_signal(signal.SIGTERM)
         assert writer.wait(timeout=120) == 0, writer.stderr.read()
         totals = check(env, topic, ids)
         assert totals["in_lake"] == 60_000 == len(ids.read_text().split())
+        record(
+            "3 brokers (RF 3, min ISR 2): one SIGKILLed mid-run at 5,000 events/s, back after 6 s",
+            60_000,
+            60_000,
+            totals,
+            f"no stop: commits went on {progress.advanced_after(killed):.1f} s after the kill",
+        )
 
 
 def test_rebalance_storm_three_writers_started_and_stopped_at_random(stack_env, new_topic, tmp_path):
@@ -179,7 +244,9 @@ def test_rebalance_storm_three_writers_started_and_stopped_at_random(stack_env, 
     ids = tmp_path / "acked.txt"
     producer = start_producer(stack_env, topic, 40_000, 2_000, ids)
     writers = [start_writer(stack_env, topic) for _ in range(3)]
-    deadline = time.monotonic() + 20
+    progress = Committed(stack_env, topic, f"g-{topic}")
+    began = time.monotonic()
+    deadline = began + 20
     stops = Counter()
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(1.5, 3.5))
@@ -192,6 +259,7 @@ def test_rebalance_storm_three_writers_started_and_stopped_at_random(stack_env, 
     _out, err = producer.communicate(timeout=120)
     assert producer.returncode == 0, err
     wait_caught_up(stack_env, topic)
+    progress.close()
     for w in writers:
         w.send_signal(signal.SIGTERM)
     for w in writers:
@@ -199,6 +267,14 @@ def test_rebalance_storm_three_writers_started_and_stopped_at_random(stack_env, 
     assert stops["SIGKILL"] and stops["SIGTERM"], stops
     totals = check(stack_env, topic, ids)
     assert totals["in_lake"] == 40_000
+    record(
+        f"rebalance storm: 3 writers, {stops['SIGTERM']} SIGTERM + {stops['SIGKILL']} SIGKILL in 20 s, 2,000 events/s",
+        40_000,
+        40_000,
+        totals,
+        f"longest commit stall {progress.longest_stall(began, deadline):.1f} s (a SIGKILLed member is "
+        "evicted after the 10 s session timeout)",
+    )
 
 
 GARBAGE = [
@@ -222,6 +298,8 @@ def test_garbage_at_volume_goes_to_dead_letters_and_good_events_land_once(stack_
     ids = tmp_path / "acked.txt"
     writer = start_writer(stack_env, topic, "--max-record-bytes", "2048")
     producer = start_producer(stack_env, topic, 30_000, 2_000, ids)
+    progress = Committed(stack_env, topic, f"g-{topic}")
+    began = time.monotonic()
     sent = 0
     rng = random.Random(7)
     junk = Producer({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP_SERVERS"], "acks": "all"})
@@ -238,8 +316,187 @@ def test_garbage_at_volume_goes_to_dead_letters_and_good_events_land_once(stack_
     _out, err = producer.communicate(timeout=120)
     assert producer.returncode == 0, err
     wait_caught_up(stack_env, topic)
+    progress.close()
     assert writer.poll() is None, "the writer stopped on bad input"
     writer.send_signal(signal.SIGTERM)
     assert writer.wait(timeout=120) == 0, writer.stderr.read()
     totals = check(stack_env, topic, ids, dead=sent)
     assert totals["in_lake"] == 30_000
+    record(
+        f"bad input: {sent:,} garbage records (~300/s, 11 kinds) beside 2,000 events/s",
+        30_000 + sent,
+        30_000 + sent,
+        totals,
+        f"writer never restarted; longest commit gap {progress.longest_stall(began, stop_at):.1f} s",
+    )
+
+
+def test_single_broker_restarted_mid_run(tmp_path):
+    """One broker, SIGKILLed and started again: producer and writer reconnect by themselves; the
+    producer's summary counts what was acknowledged, and exactly that is in the lake."""
+    with extra_stack("zkfault") as env:
+        topic = create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3)
+        create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3, name=topic + ".dlq")
+        ids = tmp_path / "acked.txt"
+        producer = start_producer(env, topic, 30_000, 1_000, ids)
+        writer = start_writer(env, topic)
+        progress = Committed(env, topic, f"g-{topic}")
+        time.sleep(5)
+        stack("kill", "kafka-1", name="zkfault")
+        time.sleep(5)
+        stack("start", "kafka-1", name="zkfault", timeout=180)  # waits out the stale ZooKeeper session
+        back = time.monotonic()
+        out, err = producer.communicate(timeout=240)
+        sent, acked, failed = summary_counts(out)
+        assert sent == 30_000 and acked + failed == sent, out
+        assert acked == len(ids.read_text().split()), "the summary and the acknowledged ids disagree"
+        assert producer.returncode == (0 if failed == 0 else 1), (out, err)
+        wait_caught_up(env, topic)
+        progress.close()
+        assert writer.poll() is None, "the writer gave up while the broker was away"
+        writer.send_signal(signal.SIGTERM)
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        totals = check(env, topic, ids)
+        assert totals["in_lake"] == acked
+        record(
+            "1 broker SIGKILLed mid-run at 1,000 events/s, started again 5 s later",
+            sent,
+            acked,
+            totals,
+            f"commits resumed {progress.advanced_after(back):.1f} s after the broker was back",
+        )
+
+
+def test_zookeeper_stopped_and_restarted_mid_run(tmp_path):
+    """ZooKeeper mode: with ZooKeeper gone the broker keeps serving its partition leaders, so
+    producing, consuming and committing go on; what needs the controller (creating a topic) stalls."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    with extra_stack("zkfault") as env:
+        topic = create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3)
+        create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3, name=topic + ".dlq")
+        ids = tmp_path / "acked.txt"
+        producer = start_producer(env, topic, 25_000, 1_000, ids)
+        writer = start_writer(env, topic)
+        progress = Committed(env, topic, f"g-{topic}")
+        time.sleep(5)
+        stopped = time.monotonic()
+        stack("kill", "zookeeper", name="zkfault")
+        admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
+        new = f"{topic}-during-outage"
+        future = admin.create_topics([NewTopic(new, 1, 1)], operation_timeout=5, request_timeout=8)[new]
+        try:
+            future.result(timeout=10)
+            created = "created"
+        except Exception as exc:
+            created = f"{'timed out' if '_TIMED_OUT' in str(exc) else 'refused'} ({str(exc)[:60]})"
+        time.sleep(max(0.0, stopped + 10 - time.monotonic()))
+        during = progress.at(time.monotonic()) - progress.at(stopped + 1)
+        stack("start", "zookeeper", name="zkfault", timeout=120)
+        out, err = producer.communicate(timeout=240)
+        assert producer.returncode == 0, (out, err)
+        wait_caught_up(env, topic)
+        progress.close()
+        assert during > 0, "nothing was committed while ZooKeeper was down"
+        writer.send_signal(signal.SIGTERM)
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        totals = check(env, topic, ids)
+        assert totals["in_lake"] == 25_000
+        print(f"faults-observation zookeeper-down: committed {during} more; create topic: {created}")
+        record(
+            "ZooKeeper SIGKILLed for 10 s at 1,000 events/s (ZooKeeper mode, 1 broker)",
+            25_000,
+            25_000,
+            totals,
+            f"no stop: {during:,} events committed while it was down; creating a topic: {created.split(' (')[0]}",
+        )
+
+
+def rss_mib(process: subprocess.Popen[str]) -> float:
+    return psutil.Process(process.pid).memory_info().rss / 2**20
+
+
+def test_slow_and_flaky_lake(stack_env, new_topic, tmp_path):
+    """S3 behind a proxy that answers 20% of requests with 503 SlowDown, drops 5% of connections and
+    delays the rest by up to 0.4 s: exactly once at the end, the writer's memory bounded."""
+    topic = new_topic(3)
+    ids = tmp_path / "acked.txt"
+    with FlakyS3Proxy(stack_env["AWS_ENDPOINT_URL"], fail_rate=0.2, drop_rate=0.05, max_delay=0.4) as proxy:
+        writer = start_writer({**stack_env, "AWS_ENDPOINT_URL": proxy.url}, topic, "--batch-records", "1000")
+        producer = start_producer(stack_env, topic, 30_000, 2_000, ids)
+        peak = 0.0
+        while producer.poll() is None:
+            peak = max(peak, rss_mib(writer))
+            time.sleep(0.5)
+        assert producer.returncode == 0, producer.stderr.read()
+        deadline = time.monotonic() + 180
+        while sum(max(0, o) for o in committed(stack_env, topic, f"g-{topic}").values()) < 30_000:
+            assert time.monotonic() < deadline, "the writer did not catch up through the flaky lake"
+            peak = max(peak, rss_mib(writer))
+            time.sleep(0.5)
+        writer.send_signal(signal.SIGTERM)
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        counts = dict(proxy.counts)
+    assert counts.get("503", 0) > 0 and counts.get("dropped", 0) > 0, counts
+    totals = check(stack_env, topic, ids)
+    assert totals["in_lake"] == 30_000
+    assert peak < 400, f"the writer's memory grew to {peak:.0f} MiB"
+    record(
+        f"lake slow and flaky: {counts.get('503', 0)} answers 503, {counts.get('dropped', 0)} connections "
+        f"dropped, {counts.get('forwarded', 0)} delayed 0-0.4 s",
+        30_000,
+        30_000,
+        totals,
+        f"never stopped; writer peak RSS {peak:.0f} MiB",
+    )
+
+
+def test_soak_with_a_writer_restart_every_minute(stack_env, new_topic, tmp_path):
+    """Steady production for LOGLAKE_SOAK_SECONDS (180 by default) at 1,000 events/s; one writer
+    runs throughout (its memory is sampled), a second one in the group is restarted every 60 s,
+    alternately with SIGTERM and SIGKILL."""
+    seconds = int(os.environ.get("LOGLAKE_SOAK_SECONDS", "180"))
+    rate = 1_000
+    topic = new_topic(3)
+    ids = tmp_path / "acked.txt"
+    producer = start_producer(stack_env, topic, seconds * rate, rate, ids)
+    steady = start_writer(stack_env, topic, "--batch-age", "10")
+    restarted = start_writer(stack_env, topic, "--batch-age", "10")
+    began = time.monotonic()
+    first_rss = None
+    restarts = 0
+    next_restart = began + 60
+    while producer.poll() is None:
+        assert time.monotonic() - began < seconds + 120, "the producer did not finish"
+        if first_rss is None and time.monotonic() - began >= 30:
+            first_rss = rss_mib(steady)
+        if time.monotonic() >= next_restart:
+            restarted.send_signal(signal.SIGKILL if restarts % 2 else signal.SIGTERM)
+            restarted.wait(timeout=120)
+            restarted = start_writer(stack_env, topic, "--batch-age", "10")
+            restarts += 1
+            next_restart += 60
+        time.sleep(0.5)
+    assert producer.returncode == 0, producer.stderr.read()
+    wait_caught_up(stack_env, topic)
+    last_rss = rss_mib(steady)
+    assert steady.poll() is None, "the long-running writer stopped"
+    for w in (steady, restarted):
+        w.send_signal(signal.SIGTERM)
+    for w in (steady, restarted):
+        assert w.wait(timeout=120) == 0, w.stderr.read()
+    totals = check(stack_env, topic, ids)
+    assert totals["in_lake"] == seconds * rate
+    assert first_rss is not None and restarts >= 2
+    assert last_rss < first_rss * 1.5 + 50, f"the writer grew from {first_rss:.0f} to {last_rss:.0f} MiB"
+    print(
+        f"faults-observation soak: {seconds} s, {restarts} restarts, RSS {first_rss:.0f} -> {last_rss:.0f} MiB"
+    )
+    record(
+        f"soak: {seconds} s at {rate:,} events/s, a second writer restarted every 60 s ({restarts}x, "
+        "SIGTERM/SIGKILL)",
+        seconds * rate,
+        seconds * rate,
+        totals,
+        f"steady writer RSS {first_rss:.0f} MiB at 30 s, {last_rss:.0f} MiB at the end",
+    )

@@ -1,0 +1,114 @@
+"""A fault-injecting HTTP proxy in front of the real S3 server, for the "slow and flaky lake" test.
+
+Each client connection carries one request (the proxy answers with `Connection: close`). Per
+request, drawn from a seeded random stream: answer `503 SlowDown` without forwarding (`fail_rate`),
+drop the connection without any answer (`drop_rate`), or forward it after a delay of up to
+`max_delay` seconds. Requests and responses are passed through byte for byte otherwise, so the
+S3 signatures (made for the proxy's host:port) stay valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+
+SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>injected by the test proxy</Message></Error>"
+
+
+class FlakyS3Proxy:
+    def __init__(
+        self,
+        upstream: str,
+        fail_rate: float = 0.2,
+        drop_rate: float = 0.05,
+        max_delay: float = 0.4,
+        seed: int = 1,
+    ) -> None:
+        host, _, port = upstream.removeprefix("http://").rstrip("/").partition(":")
+        self.upstream = (host, int(port))
+        self.fail_rate, self.drop_rate, self.max_delay = fail_rate, drop_rate, max_delay
+        self.rng = random.Random(seed)
+        self.counts: Counter[str] = Counter()
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="s3proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FlakyS3Proxy:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the S3 proxy did not start")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self.loop.run_forever()
+        server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await self._read_request(reader, writer)
+            if request is None:
+                return
+            draw = self.rng.random()
+            if draw < self.fail_rate:
+                self.counts["503"] += 1
+                writer.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
+                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(SLOW_DOWN), SLOW_DOWN)
+                )
+                await writer.drain()
+                return
+            if draw < self.fail_rate + self.drop_rate:
+                self.counts["dropped"] += 1
+                writer.transport.abort()  # no answer at all: a reset connection
+                return
+            self.counts["forwarded"] += 1
+            await asyncio.sleep(self.rng.uniform(0, self.max_delay))
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            up_writer.write(request)
+            await up_writer.drain()
+            while chunk := await up_reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+            up_writer.close()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.counts["client-gone"] += 1
+        finally:
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
+        """The whole request, re-headed with `Connection: close` and without `Expect` (answered here)."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None  # the client closed an idle connection
+        lines = head[:-4].split(b"\r\n")
+        headers = [
+            line
+            for line in lines[1:]
+            if line.split(b":", 1)[0].strip().lower() not in (b"connection", b"expect")
+        ]
+        fields = {
+            line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip() for line in lines[1:]
+        }
+        if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            raise RuntimeError("the S3 proxy does not handle chunked request bodies")
+        if fields.get(b"expect", b"").lower() == b"100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+        body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
+        return b"\r\n".join([lines[0], *headers, b"Connection: close"]) + b"\r\n\r\n" + body
