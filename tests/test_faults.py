@@ -451,11 +451,15 @@ def test_slow_and_flaky_lake(stack_env, new_topic, tmp_path):
     )
 
 
+SOAK_SECONDS = int(os.environ.get("LOGLAKE_SOAK_SECONDS", "180"))
+
+
+@pytest.mark.timeout(SOAK_SECONDS + 400)
 def test_soak_with_a_writer_restart_every_minute(stack_env, new_topic, tmp_path):
     """Steady production for LOGLAKE_SOAK_SECONDS (180 by default) at 1,000 events/s; one writer
     runs throughout (its memory is sampled), a second one in the group is restarted every 60 s,
     alternately with SIGTERM and SIGKILL."""
-    seconds = int(os.environ.get("LOGLAKE_SOAK_SECONDS", "180"))
+    seconds = SOAK_SECONDS
     rate = 1_000
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
