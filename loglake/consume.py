@@ -207,8 +207,8 @@ class Writer:
         return 0
 
     def _route(self, messages: list[Any]) -> None:
-        """Validate each record and append it to its partition's buffer (the hot loop: one pass,
-        no per-record allocation beyond the stored line)."""
+        """Validate each record and append it to its partition's buffer, or send it to the dead
+        letters. The hot loop: ~3.5 µs per event here, see Performance in the README."""
         topic = self.s.topic
         max_bytes = self.s.max_record_bytes
         buffers = self.buffers

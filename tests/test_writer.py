@@ -71,14 +71,24 @@ def check_exactly_once(env: dict[str, str], topic: str, expected: int, group: st
 
 
 def committed(env: dict[str, str], topic: str, group: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
+    """The group's committed offsets. A probe right after a broker restart can meet a moving group
+    coordinator (NOT_COORDINATOR, timeouts): it asks again, for up to 30 s."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": group})
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in found}
+    deadline = time.monotonic() + 30
+    while True:
+        consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": group})
+        try:
+            found = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+            return {tp.partition: tp.offset for tp in found}
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].name() != "NOT_COORDINATOR":
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+        finally:
+            consumer.close()
 
 
 def test_two_writers_land_100k_events_exactly_once(stack_env, new_topic):
