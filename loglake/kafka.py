@@ -158,6 +158,12 @@ class ClientErrors:
         self.last = error
         log.debug("Kafka: %s", error.str())
 
+    def says_why(self) -> bool:
+        """Whether the last error is a refused login or a failed TLS handshake."""
+        from confluent_kafka import KafkaError
+
+        return self.last is not None and self.last.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)
+
     def explain(self, settings: KafkaSettings, detail: str) -> KafkaUnavailable:
         from confluent_kafka import KafkaError
 
@@ -179,7 +185,11 @@ def list_metadata(
     try:
         return client.list_topics(topic, timeout=settings.connect_timeout)
     except KafkaException as exc:
-        client.poll(0)  # serve the error callback: it may say why
+        # serve the error callback for up to 1 s: a refused login or TLS failure may say why
+        for _ in range(5):
+            client.poll(0.2)
+            if errors.says_why():
+                break
         raise errors.explain(settings, exc.args[0].str()) from None
 
 
