@@ -1,5 +1,7 @@
-"""Shared fixtures. Integration tests use the default native stack (scripts/test brings it up);
-tests marked `stack` or `faults` start instances of their own beside it with `extra_stack`.
+"""Shared fixtures. Integration tests use the stack instance that scripts/test brings up (its name is
+LOGLAKE_STACK_NAME, `test` there, with every port + LOGLAKE_TEST_PORT_OFFSET, 1000 by default); tests
+marked `stack` or `faults` start instances of their own beside it with `extra_stack`, at that offset
+plus their own, so nothing the tests start meets docker compose or a `scripts/stack up` of the user.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ STACK_ENV_KEYS = (
 )
 
 
+STACK_NAME = os.environ.get("LOGLAKE_STACK_NAME", "default")
+# Every port of every instance the tests start is moved by this much (scripts/test sets 1000).
+BASE_OFFSET = int(os.environ.get("LOGLAKE_TEST_PORT_OFFSET", "0"))
+
+
 def stack(
-    *args: str, name: str = "default", check: bool = True, timeout: float = 600
+    *args: str, name: str = STACK_NAME, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run scripts/stack for instance `name`; its output is captured."""
+    """Run scripts/stack for instance `name` (default: the suite's own); its output is captured."""
     result = subprocess.run(
         [str(REPO / "scripts" / "stack"), "--name", name, *args],
         cwd=REPO,
@@ -50,7 +57,7 @@ def stack(
     return result
 
 
-def read_stack_env(name: str = "default") -> dict[str, str]:
+def read_stack_env(name: str = STACK_NAME) -> dict[str, str]:
     env: dict[str, str] = {}
     for line in stack("env", name=name).stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
@@ -71,7 +78,8 @@ def stack_env() -> dict[str, str]:
     status = stack("status", check=False)
     if status.returncode != 0:
         pytest.fail(
-            "the default stack is not up: run `scripts/stack up` (scripts/test does it)\n" + status.stdout
+            f"the stack instance {STACK_NAME!r} is not up: run the tests with scripts/test, which starts it\n"
+            + status.stdout
         )
     return read_stack_env()
 
@@ -125,7 +133,7 @@ def s3(stack_env: dict[str, str]):
     )
 
 
-# Extra stack instances: each name gets its own port offset so they never collide with the default one.
+# Extra stack instances: each name gets its own port offset (+ BASE_OFFSET) so none collides with another.
 _OFFSETS = {
     "zk3": 100,
     "kraft1": 200,
@@ -141,7 +149,7 @@ _OFFSETS = {
 @contextlib.contextmanager
 def extra_stack(name: str, *up_args: str) -> Iterator[dict[str, str]]:
     """Bring up a private instance, yield its environment, always stop and wipe it afterwards."""
-    offset = _OFFSETS[name]
+    offset = BASE_OFFSET + _OFFSETS[name]
     stack("down", "--wipe", name=name, check=False)
     try:
         stack("up", "--port-offset", str(offset), *up_args, name=name)

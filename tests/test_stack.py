@@ -113,12 +113,14 @@ def test_up_twice_starts_no_second_copy(stack_env):
 @pytest.mark.integration
 def test_port_taken_by_another_program_is_a_clear_error(tmp_path):
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 9000 + 900))  # where instance 'blocked' wants its S3 server
+        blocker.bind(("127.0.0.1", 0))  # a port the system gave us, held by this "other program"
         blocker.listen()
-        result = stack("up", "--port-offset", "900", name="blocked", check=False)
+        taken = blocker.getsockname()[1]
+        offset = taken - 9000  # instance 'blocked' wants its S3 server on 9000 + offset
+        result = stack("up", "--port-offset", str(offset), name="blocked", check=False)
     stack("down", "--wipe", name="blocked", check=False)
     assert result.returncode != 0
-    assert "port 9900 (s3) is already in use" in result.stderr
+    assert f"port {taken} (s3) is already in use" in result.stderr
     assert "Traceback" not in result.stderr
 
 
