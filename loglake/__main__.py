@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> int:
-    commands = {"produce": "loglake.produce", "write": "loglake.consume", "verify": "loglake.verify"}
+    commands = {"produce": "loglake.produce", "write": "loglake.cli", "verify": "loglake.verify"}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.stderr.write(f"usage: python -m loglake {{{','.join(commands)}}} [--help]\n")
         return 2

@@ -1,628 +1,550 @@
-"""The lake writer: poll -> route -> buffer -> flush -> commit, with rebalances, outages and shutdown.
+"""The lake writer's loop: poll -> route -> launch flights -> settle them -> commit.
 
-The order that makes every event land exactly once (see loglake/layout.py for why the keys allow it):
+One thread owns every piece of state; uploads run on worker threads as flights (loglake/partition.py)
+and come back to this loop as outcomes. The consumer, the object store, the dead letters, the worker
+pool and the clock are passed in behind small interfaces, so tests drive the same loop with a
+scripted consumer and an in-memory lake through any interleaving they choose.
 
-1. Records are buffered per Kafka partition, consecutive offsets from the committed position.
-2. A record that is not a storable event goes to the dead-letter topic; its offset counts as handled.
-3. A flush uploads all objects of the partition's buffer (one per lake partition), waits until its
-   dead letters are acknowledged, and only then commits `last offset + 1`. Never auto-commit.
-4. While the lake fails, the upload is retried with backoff and jitter; fetching is paused but the
-   consumer keeps polling so the group does not evict it; nothing is committed, buffers are kept.
-5. On revoke, a partition's buffer is flushed once (or dropped if that fails: the next owner re-reads
-   it from the committed offset); on lost, it is dropped; a flush that spanned a revoke commits nothing.
+The rules this loop keeps (the why is in loglake/ledger.py):
+1. Per owned partition, consecutive offsets are gathered into a batch; at most one batch of a
+   partition is in flight, and a partition commits only the end of a landed claim, in order.
+2. Records that are not storable events are rejected into the batch and become dead letters when
+   the batch lands, before its commit. Nothing is auto-committed.
+3. When the lake fails, the flight is retried with backoff and jitter; the partition keeps gathering
+   until its next batch is full, then its fetching pauses (memory stays bounded); the consumer keeps
+   polling, so the group does not evict it.
+4. A revoked partition lands what it can within a grace period, then is forgotten with any flight
+   still going; a lost partition is forgotten at once. Abandoned flights cannot harm the next owner.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol
 
 import orjson
 
-from loglake import layout, settings
-from loglake.batch import FlushPolicy, ObjectFormat, PartitionBuffer, to_objects
-from loglake.deadletter import DeadLetters
-from loglake.errors import LoglakeError, run_cli, setup_logging, stop_on_signals
+from loglake import layout
+from loglake.batch import Batch, FlushPolicy, rejected_from
+from loglake.errors import LoglakeError
 from loglake.events import Rejection, validate
-from loglake.kafka import LakeConsumer
-from loglake.lake import Lake, LakeRetriable
+from loglake.kafka import SourceConsumer
+from loglake.lake import Body, LakeRetriable, ObjectStore, check_conditional_writes
+from loglake.ledger import Claim, Ledger, claim_of
 from loglake.metrics import WriterMetrics
+from loglake.partition import (
+    RETRIABLE,
+    DeadLetterSink,
+    Flight,
+    Landed,
+    Landing,
+    PartitionState,
+    Reposition,
+    backoff,
+    land,
+)
 from loglake.settings import WriterSettings
 
 log = logging.getLogger(__name__)
 
-OWNER_KEY = "_loglake/owner.json"
 START_PATIENCE = 60.0  # seconds a lake may fail at start-up when --max-retry-time is 0 (forever)
+REVOKE_GRACE = 10.0  # seconds a revoked partition may take to land what it gathered
+POLL_RECORDS = 10_000
 
 
-@dataclass
-class Flight:
-    taken: list[tuple[PartitionBuffer, int]]
-    objects: list[Any]
-    future: Future[int]
-    started: float = field(default_factory=time.monotonic)
+class Workers(Protocol):
+    """Where flights run: a thread pool here, a hand-driven queue in tests."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
+
+    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
+        """Return when one of `futures` is done or `timeout` seconds passed."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
+class ThreadWorkers:
+    def __init__(self, threads: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flight")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._pool.submit(fn, *args)
+
+    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
+        wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+
+    def shutdown(self) -> None:
+        # abandoned flights still finish (each S3 call is bounded by its timeouts); don't wait for them
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Writer:
-    def __init__(self, s: WriterSettings, lake: Lake | None = None) -> None:
+    def __init__(
+        self,
+        s: WriterSettings,
+        consumer: SourceConsumer,
+        store: ObjectStore,
+        dead: DeadLetterSink,
+        workers: Workers | None = None,
+        metrics: WriterMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.5),
+    ) -> None:
         self.s = s
-        self.form = ObjectFormat(s.prefix, s.layout, s.fmt, s.compression, s.compression_level)
+        self.recipe = s.recipe
         self.policy = FlushPolicy(s.batch_records, s.batch_bytes, s.batch_age)
-        self.lake = lake or Lake(s.lake)
-        self.consumer = LakeConsumer(s.kafka, s.group, s.topic, s.start_from, self)
-        self.metrics = WriterMetrics(s.metrics_port, s.metrics_addr)
-        self.dead: DeadLetters | None = None
-        self.buffers: dict[int, PartitionBuffer] = {}
-        self.flying: dict[int, Flight] = {}  # partition -> its flush whose upload is under way
-        self.flyer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
-        self.owned: set[int] = set()  # partitions assigned to this writer now
-        self.last_activity = time.monotonic()
-        # bumped when a partition leaves us: a flush that spans it must not commit
-        self.epoch: dict[int, int] = {}
+        self.consumer = consumer
+        self.store = store
+        self.dead = dead
+        self.ledger = Ledger(store, s.prefix, s.topic)
+        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group)
+        self.workers = workers or ThreadWorkers()
+        self.metrics = metrics or WriterMetrics(0)
+        self.clock = clock
+        self.sleep = sleep
+        self.jitter = jitter
+        self.parts: dict[int, PartitionState] = {}
         self.ever_assigned = False
-        self.paused = False
+        self.draining = False
         self.stop = threading.Event()
+        self.last_record = clock()
         self.records = self.objects = self.bytes = self.dead_letters = self.commits = 0
+        self.unlanded = 0  # the group's lag when this writer exited
         self._folders: dict[tuple[str, str, int], str] = {}
-        self._prefixes: dict[int, bytes] = {}  # partition -> start of its stored lines
+        self._next_progress = clock()
 
-    # -- start -----------------------------------------------------------------------------------
+    # -- start -------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._patiently(lambda: self.lake.ensure_bucket(self.s.create_bucket))
-        self._patiently(self._claim_prefix)
         partitions = self.consumer.check_topic()
-        self.dead = DeadLetters(self.s.kafka, self.s.dlq_topic, partitions, self.s.topic)
-        self.consumer.subscribe()
+        self._patiently(lambda: self.store.ensure_bucket(self.s.create_bucket))
+        self._patiently(lambda: check_conditional_writes(self.store, layout.topic_prefix(self.s.prefix, "")))
+        self._patiently(self._claim_prefix)
+        self.dead.prepare(partitions)
+        self.consumer.subscribe(self)
         log.info(
-            "landing %s (%d partitions) from %s into s3://%s/%s as group %s",
+            "landing %s (%d partitions) into %s/%s as group %s, %s",
             self.s.topic,
             partitions,
-            self.s.kafka.describe(),
-            self.s.lake.bucket,
+            self.store.where,
             layout.topic_prefix(self.s.prefix, self.s.topic),
             self.s.group,
+            self.recipe,
         )
 
     def _claim_prefix(self) -> None:
-        """One consumer group per prefix and topic: another group's batches would not line up with
-        ours, so re-landing a range into the same prefix would store it twice. Refuse that."""
-        key = layout.topic_prefix(self.s.prefix, self.s.topic) + OWNER_KEY
-        text = self.lake.get_text(key)
-        if text is None:
-            self.lake.put_text(key, orjson.dumps({"group": self.s.group, "topic": self.s.topic}).decode())
+        """One consumer group of one Kafka cluster per prefix and topic, claimed with a conditional
+        write (two groups starting together cannot both take it): another group's batches, or the
+        same topic name in another cluster (other records at the same offsets), would store events
+        twice or take the place of others."""
+        key = layout.owner_key(self.s.prefix, self.s.topic)
+        cluster = self.consumer.cluster_id()
+        mine = orjson.dumps({"group": self.s.group, "topic": self.s.topic, "cluster": cluster})
+        if self.store.put_if_absent(key, Body(mine, "application/json")):
             return
-        owner = orjson.loads(text).get("group")
-        if owner != self.s.group:
+        owner = orjson.loads(self.store.get(key) or b"{}")
+        where = f"s3://{self.s.lake.bucket}/{layout.topic_prefix(self.s.prefix, self.s.topic)}"
+        if owner.get("group") != self.s.group:
             raise LoglakeError(
-                f"s3://{self.s.lake.bucket}/{layout.topic_prefix(self.s.prefix, self.s.topic)} is landed by group "
-                f"{owner!r}; landing it again as {self.s.group!r} would store events twice: replay into another "
-                f"--prefix, or run with --group {owner}"
+                f"{where} is landed by group {owner.get('group')!r}; landing it again as {self.s.group!r} would "
+                f"store events twice: replay into another --prefix, or run with --group {owner.get('group')}"
+            )
+        if owner.get("cluster") and cluster and owner["cluster"] != cluster:
+            raise LoglakeError(
+                f"{where} holds {self.s.topic} of Kafka cluster {owner['cluster']}, and this is cluster {cluster}: "
+                "the same offsets hold other records there; land this cluster's topic into another --prefix"
             )
 
     def _patiently(self, step: Callable[[], None]) -> None:
-        """Run a start-up step against the lake, retrying passing failures (refused connections,
-        timeouts, 5xx) with backoff for --max-retry-time, or START_PATIENCE seconds when that is 0:
-        a lake that is slow to come up is waited for, a wrong endpoint still ends in one sentence."""
+        """A start-up step against the lake, retried on passing failures for --max-retry-time (or
+        START_PATIENCE s when that is 0): a lake slow to come up is waited for, a wrong endpoint
+        still ends in one sentence."""
         limit = self.s.max_retry_time or START_PATIENCE
-        first = time.monotonic()
-        delay = 0.5
+        first = self.clock()
+        attempts = 0
         while True:
             try:
                 step()
                 return
             except LakeRetriable as exc:
-                waited = time.monotonic() - first
+                waited = self.clock() - first
                 if waited >= limit:
                     raise LoglakeError(
-                        f"the lake at {self.s.lake.endpoint_url} did not answer for {waited:.0f} s: {exc}"
+                        f"the lake {self.store.where} did not answer for {waited:.0f} s: {exc}"
                     ) from None
+                attempts += 1
+                delay = min(backoff(attempts, lambda: 1.0), limit - waited)
                 log.warning("the lake failed (%s); retrying in %.1f s", exc, delay)
-                if self.stop.wait(min(delay, limit - waited)):
+                if self.stop.wait(delay):
                     raise LoglakeError("stopped before the lake answered") from None
-                delay = min(delay * 2, 15.0)
 
-    # -- rebalance callbacks (run inside consumer.poll_batch) ------------------------------------
+    # -- rebalance callbacks (called inside consumer.poll) -----------------------------------------
     def assigned(self, partitions: list[int]) -> None:
-        self.owned.update(partitions)
-        self.last_activity = time.monotonic()
+        try:
+            committed = self.consumer.committed(partitions)
+        except LoglakeError as exc:
+            log.warning("could not read the group's committed offsets (%s); checking the lake's claims", exc)
+            committed = {}
+        for p in partitions:
+            offset = committed.get(p, -1)
+            self.parts[p] = PartitionState(p, chain_checked=offset >= 0, committed=offset)
         self.ever_assigned = True
-        if self.paused:
-            self.consumer.pause(partitions)
-        log.info("assigned partitions %s (now %s)", partitions, sorted(self.owned))
+        self.last_record = self.clock()
+        if self.draining:
+            self._set_paused([self.parts[p] for p in partitions], True)
+        log.info("assigned partitions %s (now %s)", partitions, sorted(self.parts))
 
     def revoked(self, partitions: list[int]) -> None:
-        mine = [p for p in partitions if p in self.buffers or p in self.flying]
-        if mine:
-            try:
-                self._flush(mine, retry=False)
-            except (LakeRetriable, LoglakeError) as exc:
-                log.warning(
-                    "could not flush revoked partitions %s (%s); their next owner re-reads them", mine, exc
-                )
-        self._leave(partitions, "revoked")
+        deadline = self.clock() + REVOKE_GRACE
+        for p in partitions:
+            state = self.parts.get(p)
+            if state is not None:
+                self._finish(state, deadline)
+        self._forget(partitions, "revoked")
 
     def lost(self, partitions: list[int]) -> None:
-        self._leave(partitions, "lost")
+        self._forget(partitions, "lost")
 
-    def _leave(self, partitions: list[int], why: str) -> None:
+    def _forget(self, partitions: list[int], why: str) -> None:
         for p in partitions:
-            self.owned.discard(p)
-            self.epoch[p] = self.epoch.get(p, 0) + 1
-            dropped = self.buffers.pop(p, None)
-            if dropped is not None and not dropped.empty:
+            state = self.parts.pop(p, None)
+            if state is None:
+                continue
+            left = state.buffered + (state.flight.batch.handled if state.flight else 0)
+            if left:
                 log.info(
-                    "partition %d %s: dropped %d buffered records (re-read by the next owner)",
+                    "partition %d %s: %d records not landed here; its next owner reads them again",
                     p,
                     why,
-                    dropped.records + dropped.dead_letters,
+                    left,
                 )
-        log.info("partitions %s %s (now %s)", partitions, why, sorted(self.owned))
+        log.info("partitions %s %s (now %s)", partitions, why, sorted(self.parts))
+
+    def _finish(self, state: PartitionState, deadline: float) -> None:
+        """Land what `state` gathered before `deadline` (a revoke): the flight in the air, then the
+        batch, unless it must reproduce a claim it has not read to the end."""
+        while (left := deadline - self.clock()) > 0:
+            flight = state.flight
+            if flight is not None and flight.future is None and flight.retry_at > self.clock():
+                self.sleep(min(flight.retry_at - self.clock(), left))
+                continue
+            if not self._launch(state, final=True):
+                return  # nothing (more) to land
+            flight = state.flight
+            assert flight is not None and flight.future is not None
+            self.workers.wait([flight.future], left)
+            if flight.future.done():
+                self._settle(state)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         self.start()
-        now = time.monotonic()
-        last_record = next_progress = self.last_activity = now
-        idle_flush = min(self.s.idle_flush, self.s.exit_when_idle or self.s.idle_flush)
-        while not self.stop.is_set():
-            messages = self.consumer.poll_batch(10_000, 0.2)
-            now = time.monotonic()
-            if messages:
-                self._route(messages)
-                last_record = self.last_activity = now
-            self._land()
-            due = [p for p, b in self.buffers.items() if self.policy.due(b, now)]
-            if not due and self.buffers and now - last_record >= idle_flush:
-                due = list(self.buffers)
-            if due:
-                busy = [p for p in due if p in self.flying]
-                self._launch(due)
-                # backpressure: a partition whose next batch is full while the previous one is still
-                # uploading waits for that upload, so a slow lake cannot make the buffers grow unbounded
-                blocked = [p for p in busy if p in self.buffers and self.policy.full(self.buffers[p])]
-                if blocked:
-                    self._land(wait=True, partitions=blocked)
-            # the idle clock starts at the first assignment: a restarted writer may first wait for
-            # the group to evict its dead predecessor (session timeout) before it gets partitions
-            idle_limit = self.s.exit_when_idle + (0 if self.ever_assigned else 60)
-            idle = not self.buffers and not self.flying
-            if self.s.exit_when_idle and now - self.last_activity >= idle_limit and idle:
-                log.info("no new records for %.0f s: exiting", self.s.exit_when_idle)
-                break
-            if now >= next_progress:
-                self._progress()
-                next_progress = now + self.s.progress_every
-        self._land(wait=True)
-        if self.buffers:
-            self._flush(list(self.buffers), retry=True)
+        while not self.step():
+            pass
         self._progress()
+        self._report_unlanded()
         return 0
 
+    def step(self) -> bool:
+        """One turn of the loop; True when the writer is done (drained after a stop or idleness)."""
+        if self.stop.is_set() and not self.draining:
+            self._drain("stopping")
+        messages = self.consumer.poll(POLL_RECORDS, self._poll_timeout())
+        now = self.clock()
+        if messages:
+            self._route(messages)
+            self.last_record = now
+        for state in list(self.parts.values()):
+            flight = state.flight
+            if flight is not None and flight.future is not None and flight.future.done():
+                self._settle(state)
+        for state in list(self.parts.values()):
+            self._launch(state)
+        self._pressure()
+        if self.draining:
+            self._drop_unfinishable()
+            return all(state.idle for state in self.parts.values())
+        if self.s.exit_when_idle and self._idle_for(now) >= self._idle_limit():
+            log.info("no new records for %.0f s: exiting", self.s.exit_when_idle)
+            self._drain("idle")
+        if now >= self._next_progress:
+            self._progress()
+            self._next_progress = now + self.s.progress_every
+        return False
+
+    def _drop_unfinishable(self) -> None:
+        """While draining: a batch that must reproduce a claim it has not read to the end cannot be
+        landed (fetching is paused); drop it, its next reader lands the claim."""
+        for state in self.parts.values():
+            if state.flight is None and state.sealed is None and state.follow is not None:
+                state.batch = None
+
+    def _poll_timeout(self) -> float:
+        flying = [s.flight.future for s in self.parts.values() if s.flight and s.flight.future]
+        if flying and all(f.done() for f in flying):
+            return 0.0
+        return 0.2
+
+    def _idle_for(self, now: float) -> float:
+        if any(not state.idle for state in self.parts.values()):
+            return 0.0
+        return now - self.last_record
+
+    def _idle_limit(self) -> float:
+        # a restarted writer may first wait for the group to evict its dead predecessor (session
+        # timeout) before it gets partitions: the idle clock starts at the first assignment
+        return self.s.exit_when_idle + (0 if self.ever_assigned else 60)
+
+    def _drain(self, why: str) -> None:
+        """Stop fetching; land what was gathered; the loop ends when every partition is idle."""
+        log.info("%s: landing what was gathered", why)
+        self.draining = True
+        self._set_paused(list(self.parts.values()), True)
+
     def _route(self, messages: list[Any]) -> None:
-        """Validate each record and append it to its partition's buffer, or send it to the dead
-        letters. The hot loop: ~3.5 µs per event here, see Performance in the README."""
-        topic = self.s.topic
-        max_bytes = self.s.max_record_bytes
-        buffers = self.buffers
+        """Validate each record and add it to its partition's batch, or reject it (a dead letter to
+        be). The hot loop: see docs/performance.md."""
+        parts = self.parts
         folders = self._folders
-        prefixes = self._prefixes
-        line_of = layout.stored_line
-        owned = self.owned
+        state: PartitionState | None = None
+        last_p = -1
         for m in messages:
             p = m.partition()
-            if p not in owned:
-                continue  # fetched before its partition was revoked: the next owner reads it
+            if p != last_p:
+                state, last_p = parts.get(p), p
+            if state is None:
+                continue  # fetched before its partition left this writer: the next owner reads it
             offset = m.offset()
-            buffer = buffers.get(p)
-            if buffer is None:
-                buffer = buffers[p] = PartitionBuffer(topic, p, offset)
+            if state.position is not None and offset < state.position:
+                continue  # handled already (read again after a seek)
+            batch = state.batch
+            if batch is None:
+                batch = self._open(state, offset)
+                if batch is None:
+                    continue
+            follow = state.follow
+            recipe = follow.recipe if follow is not None else self.recipe
             value = m.value()
             try:
-                date, hour, event_ms = validate(value, max_bytes)
+                date, hour, event_ms = validate(value, recipe.max_record_bytes)
             except Rejection as why:
-                self._dead_letter(m, why)
-                buffer.add_dead_letter(offset)
-                continue
-            folder = folders.get((date, hour, p))
-            if folder is None:
-                folder = folders[(date, hour, p)] = layout.lake_partition(self.s.layout, date, hour, p)
-                prefixes[p] = layout.envelope_prefix(topic, p)
-                if len(folders) > 10_000:
-                    folders.clear()
-            buffer.add(folder, offset, line_of(prefixes[p], offset, m.timestamp()[1], value), event_ms)
+                batch.reject(rejected_from(m, why.kind, str(why)))
+                self.dead_letters += 1
+                self.metrics.dead_letters.labels(why.kind).inc()
+            else:
+                folder = folders.get((date, hour, p))
+                if folder is None or recipe.layout != "time":
+                    folder = layout.lake_partition(recipe.layout, date, hour, p)
+                    if recipe.layout == "time":
+                        if len(folders) > 10_000:
+                            folders.clear()
+                        folders[(date, hour, p)] = folder
+                batch.add(folder, offset, m.timestamp()[1], value, event_ms)
+            state.position = offset + 1
+            if follow is not None and offset + 1 >= follow.end:
+                self._seal(state)
         self.records += len(messages)
         self.metrics.records.inc(len(messages))
 
-    def _dead_letter(self, message: Any, why: Rejection) -> None:
-        assert self.dead is not None
-        self.dead.send(message, why.kind, str(why))
-        self.dead_letters += 1
-        self.metrics.dead_letters.labels(why.kind).inc()
-        log.debug("dead letter %s/%d/%d: %s", message.topic(), message.partition(), message.offset(), why)
+    def _open(self, state: PartitionState, offset: int) -> Batch | None:
+        expected = state.position if state.position is not None else state.committed
+        if expected >= 0 and offset != expected:
+            # offsets were skipped (deleted by retention, say): claims may start anywhere in the gap,
+            # so the flight of this batch first finds where the partition's claims end
+            state.chain_checked = False
+        follow = state.follow
+        if follow is not None and offset != follow.start:
+            # the records a claim in the lake holds are no longer all in Kafka (retention): land
+            # nothing of it, say so, and carry on after it
+            log.error(
+                "partition %d: offsets %d..%d of claim %s are no longer in Kafka (it starts at %d now); "
+                "what of them is not in the lake is lost",
+                state.partition,
+                follow.start,
+                offset - 1,
+                self.ledger.key(state.partition, follow.start),
+                offset,
+            )
+            state.follow = None
+            if offset < follow.end:
+                self._reposition(state, follow.end, None)
+                return None
+        state.batch = Batch(self.s.topic, state.partition, offset, created=self.clock())
+        return state.batch
 
-    # -- flush -------------------------------------------------------------------------------------
-    # The usual flush is launched: its upload runs on a background thread while the loop keeps
-    # consuming, and `_land` commits it once the upload succeeded (one flight per partition at a
-    # time). A failed flight, a revoke and shutdown take the blocking path, `_flush`, which retries.
+    def _seal(self, state: PartitionState) -> None:
+        """A following batch reached its claim's end: set it aside until the flight slot is free."""
+        assert state.batch is not None and state.follow is not None and state.sealed is None
+        state.sealed = state.batch
+        state.sealed_claim = state.follow
+        state.batch = None
+        state.follow = None
 
-    def _take(self, partitions: list[int]) -> tuple[list[tuple[PartitionBuffer, int]], list[Any]]:
-        taken = [(self.buffers.pop(p), self.epoch.get(p, 0)) for p in partitions if p in self.buffers]
-        return taken, [o for b, _ in taken for o in to_objects(b, self.form, self.s.group)]
+    # -- flights -----------------------------------------------------------------------------------
+    def _launch(self, state: PartitionState, final: bool = False) -> bool:
+        """Start (or retry) the partition's flight when it is time; True if one is in the air."""
+        flight = state.flight
+        now = self.clock()
+        if flight is not None:
+            if flight.future is None and now >= flight.retry_at:
+                self._submit(state, flight)
+            return True
+        if state.sealed is not None:
+            claim, batch = state.sealed_claim, state.sealed
+            state.sealed = state.sealed_claim = None
+            assert claim is not None
+            state.flight = Flight(batch, claim, following=True, check_chain=False)
+        else:
+            batch = state.batch
+            if batch is None or state.follow is not None:
+                return False  # nothing, or a claim not read to its end yet
+            idle = now - self.last_record >= self.s.idle_flush
+            if not (final or self.draining or idle or self.policy.due(batch, now)):
+                return False
+            state.batch = None
+            claim = claim_of(batch, self.recipe, self.s.prefix, self.s.group)
+            state.flight = Flight(batch, claim, following=False, check_chain=not state.chain_checked)
+        self._submit(state, state.flight)
+        return True
 
-    def _launch(self, partitions: list[int]) -> None:
-        ready = [p for p in partitions if p not in self.flying]
-        taken, objects = self._take(ready)
-        if not taken:
-            return
-        flight = Flight(taken, objects, self.flyer.submit(self.lake.put_all, objects, self.form))
-        for buffer, _ in taken:
-            self.flying[buffer.partition] = flight
+    def _submit(self, state: PartitionState, flight: Flight) -> None:
+        flight.attempts += 1
+        flight.future = self.workers.submit(land, flight, self.landing)
 
-    def _land(self, wait: bool = False, partitions: list[int] | None = None, retry: bool = True) -> None:
-        """Commit the flights whose upload finished (or all of them / those of `partitions`, waiting)."""
-        flights = {id(f): f for p, f in self.flying.items() if partitions is None or p in partitions}
-        for flight in flights.values():
-            if not wait and not flight.future.done():
-                continue
-            for buffer, _ in flight.taken:
-                self.flying.pop(buffer.partition, None)
-            try:
-                try:
-                    stored = flight.future.result()
-                except LakeRetriable:
-                    stored = self._upload(flight.objects, retry)  # blocks, pauses, retries (or raises)
-            except BaseException:
-                self._reread(flight.taken)
-                raise
-            self._commit(flight.taken, len(flight.objects), stored, flight.started)
-
-    def _reread(self, taken: list[tuple[PartitionBuffer, int]]) -> None:
-        """A flight that will not land: read its partitions again from where it started (the buffers
-        that came after it are dropped too; they are read again as well)."""
-        for buffer, _ in taken:
-            if buffer.partition in self.owned:
-                self.buffers.pop(buffer.partition, None)
-                self.consumer.rewind(buffer.partition, buffer.start_offset)
-
-    def _flush(self, partitions: list[int], retry: bool) -> None:
-        """Blocking flush: upload the buffers of `partitions`, acknowledge their dead letters, commit."""
-        self._land(wait=True, partitions=partitions, retry=retry)
-        started = time.monotonic()
-        taken, objects = self._take(partitions)
+    def _settle(self, state: PartitionState) -> None:
+        """Act on the outcome of the partition's finished flight."""
+        flight = state.flight
+        assert flight is not None and flight.future is not None
         try:
-            stored = self._upload(objects, retry) if objects else 0
-        except BaseException:
-            for (
-                b,
-                _,
-            ) in taken:  # keep them, so that shutdown or revoke sees them (their data is not committed)
-                self.buffers.setdefault(b.partition, b)
-            raise
-        self._commit(taken, len(objects), stored, started)
+            outcome = flight.future.result()
+        except RETRIABLE as exc:
+            self._failed(state, flight, exc)
+            return
+        state.flight = None
+        state.chain_checked = True
+        if flight.failing_since:
+            log.info("the lake is back after %.1f s", self.clock() - flight.failing_since)
+        if isinstance(outcome, Landed):
+            self.objects += outcome.objects
+            self.bytes += outcome.stored_bytes
+            self.metrics.flushed(outcome.objects, outcome.stored_bytes, self.clock() - flight.batch.created)
+            self._commit(state, outcome.claim.end)
+        else:
+            assert isinstance(outcome, Reposition)
+            log.info(
+                "partition %d: %s; reading again from offset %d", state.partition, outcome.why, outcome.offset
+            )
+            self._reposition(state, outcome.offset, outcome.follow)
 
-    def _commit(
-        self, taken: list[tuple[PartitionBuffer, int]], objects: int, stored: int, started: float
-    ) -> None:
-        if self.dead is not None and any(b.dead_letters for b, _ in taken):
-            self.dead.flush()
-        for buffer, epoch in taken:
-            p = buffer.partition
-            if self.epoch.get(p, 0) != epoch or p not in self.owned:
-                log.info("partition %d left this writer during the flush: not committing it", p)
-                continue
-            if self.consumer.commit(p, buffer.next_offset):
-                self.commits += 1
-            elif p in self.owned:  # refused mid-rebalance, but still ours: read the batch again
-                self._reread([(buffer, epoch)])
-        self.objects += objects
-        self.bytes += stored
-        self.metrics.flushed(objects, stored, time.monotonic() - started)
-        log.debug(
-            "flushed %d objects (%d bytes) of partitions %s", objects, stored, [b.partition for b, _ in taken]
+    def _failed(self, state: PartitionState, flight: Flight, exc: BaseException) -> None:
+        now = self.clock()
+        flight.future = None
+        flight.failing_since = flight.failing_since or now
+        flight.last_error = str(exc)
+        down_for = now - flight.failing_since
+        if self.s.max_retry_time and down_for > self.s.max_retry_time:
+            raise LoglakeError(
+                f"landing partition {state.partition} failed for {down_for:.0f} s (--max-retry-time "
+                f"{self.s.max_retry_time:g}); nothing from offset {flight.batch.start} on was committed: {exc}"
+            )
+        delay = backoff(flight.attempts, self.jitter)
+        flight.retry_at = now + delay
+        log.warning(
+            "landing partition %d offsets %d..%d failed (%s); retrying in %.1f s",
+            state.partition,
+            flight.batch.start,
+            flight.batch.next - 1,
+            exc,
+            delay,
         )
 
-    def _upload(self, objects: list[Any], retry: bool) -> int:
-        delay = 0.5
-        first_failure = 0.0
-        while True:
-            try:
-                stored = self.lake.put_all(objects, self.form)
-                break
-            except LakeRetriable as exc:
-                if not retry:
-                    raise
-                now = time.monotonic()
-                first_failure = first_failure or now
-                down_for = now - first_failure
-                if self.s.max_retry_time and down_for > self.s.max_retry_time:
-                    raise LoglakeError(
-                        f"the lake at {self.s.lake.endpoint_url} failed for {down_for:.0f} s "
-                        f"(--max-retry-time {self.s.max_retry_time:g}); nothing was committed: {exc}"
-                    ) from None
-                log.warning("lake upload failed (%s); retrying in %.1f s, fetching paused", exc, delay)
-                self._pause()
-                self._wait_polling(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 15.0)
-        if first_failure:
-            log.info("the lake is back after %.1f s", time.monotonic() - first_failure)
-            self._resume()
-        return stored
+    def _reposition(self, state: PartitionState, offset: int, follow: Claim | None) -> None:
+        """Read the partition again from `offset`, landing `follow` first; with no claim to follow,
+        everything before `offset` is landed: commit it."""
+        state.batch = state.sealed = state.sealed_claim = None
+        state.follow = follow
+        state.position = offset
+        self.consumer.seek(state.partition, offset)
+        if follow is None:
+            self._commit(state, offset)
+        if state.paused and not self.draining:
+            self._set_paused([state], False)
 
-    def _pause(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.consumer.pause(self.owned)
+    def _commit(self, state: PartitionState, offset: int) -> None:
+        if offset <= state.committed:
+            return
+        if self.consumer.commit(state.partition, offset):
+            state.committed = offset
+            self.commits += 1
 
-    def _resume(self) -> None:
-        if self.paused:
-            self.paused = False
-            self.consumer.resume(self.owned)
+    def _pressure(self) -> None:
+        """Pause a partition whose next batch is full while the one before is still landing."""
+        if self.draining:
+            return
+        pause, resume = [], []
+        for state in self.parts.values():
+            busy = state.flight is not None or state.sealed is not None
+            full = state.batch is not None and self.policy.full(state.batch)
+            if busy and full and not state.paused:
+                pause.append(state)
+            elif state.paused and not (busy and full):
+                resume.append(state)
+        self._set_paused(pause, True)
+        self._set_paused(resume, False)
 
-    def _wait_polling(self, seconds: float) -> None:
-        """Sleep while staying a live group member (records fetched before the pause are kept)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            messages = self.consumer.poll_batch(1000, min(0.2, max(0.0, deadline - time.monotonic())))
-            if messages:
-                self._route(messages)
+    def _set_paused(self, states: list[PartitionState], paused: bool) -> None:
+        if not states:
+            return
+        (self.consumer.pause if paused else self.consumer.resume)([s.partition for s in states])
+        for state in states:
+            state.paused = paused
 
     # -- reporting ---------------------------------------------------------------------------------
     def _progress(self) -> None:
-        lags = self.consumer.lag(self.owned)
+        lags = self.consumer.lag(list(self.parts))
         for p, lag in lags.items():
             self.metrics.lag.labels(str(p)).set(lag)
         if not self.s.quiet:
             log.info(
                 "records=%d buffered=%d objects=%d bytes=%d dead_letters=%d commits=%d lag=%d partitions=%s",
                 self.records,
-                sum(b.records + b.dead_letters for b in self.buffers.values()),
+                sum(s.buffered for s in self.parts.values()),
                 self.objects,
                 self.bytes,
                 self.dead_letters,
                 self.commits,
                 sum(lags.values()),
-                sorted(self.owned),
+                sorted(self.parts),
+            )
+
+    def _report_unlanded(self) -> None:
+        """A writer that stops while its group has records left says so (another member may be
+        landing them; if none is, they wait in Kafka for the next run)."""
+        try:
+            lag = self.consumer.group_lag()
+        except LoglakeError as exc:
+            log.warning("could not read the group's lag at exit: %s", exc)
+            return
+        self.unlanded = sum(lag.values())
+        if self.unlanded:
+            behind = {p: n for p, n in sorted(lag.items()) if n}
+            log.warning(
+                "group %s still has %d records of %s not landed (per partition: %s); they wait in Kafka "
+                "for a writer of the group",
+                self.s.group,
+                self.unlanded,
+                self.s.topic,
+                behind,
             )
 
     def close(self) -> None:
-        self.flyer.shutdown(wait=True)
+        self.workers.shutdown()
         self.consumer.close()
-        if self.dead is not None:
-            self.dead.close()
-        self.lake.close()
-
-
-# ------------------------------------------------------------------------------------------------
-# Command line
-
-
-def build_parser(prog: str = "receive_faking_data.py") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Consume log events from Kafka and land them in the S3 data lake as batched, "
-        "compressed JSON files, exactly once.",
-    )
-    settings.add_kafka_args(p)
-    settings.add_lake_args(p)
-    d = WriterSettings()
-    add = settings.add
-    g = p.add_argument_group("What to land, and where")
-    add(g, "--topic", env="LOGLAKE_TOPIC", default=d.topic, help="topic to consume")
-    add(
-        g,
-        "--group",
-        env="LOGLAKE_GROUP",
-        default=d.group,
-        help="consumer group (writers sharing it share partitions)",
-    )
-    add(
-        g,
-        "--dead-letter-topic",
-        env="LOGLAKE_DEAD_LETTER_TOPIC",
-        default="",
-        help="topic for records that are not valid events (default: <topic>.dlq)",
-    )
-    add(
-        g,
-        "--start-from",
-        env="LOGLAKE_START_FROM",
-        default=d.start_from,
-        type=settings.start_position,
-        help="where a group without committed offsets starts: committed (=earliest), earliest, latest, or an RFC 3339 time",
-    )
-    add(g, "--prefix", env="LOGLAKE_PREFIX", default=d.prefix, help="key prefix in the bucket")
-    add(
-        g,
-        "--layout",
-        env="LOGLAKE_LAYOUT",
-        default=d.layout,
-        choices=layout.LAYOUTS,
-        help="time: dt=/hour= by event time (UTC); partition: partition=<n>",
-    )
-    add(
-        g,
-        "--format",
-        env="LOGLAKE_LAKE_FORMAT",
-        default=d.fmt,
-        choices=layout.FORMATS,
-        help="object format",
-        dest="fmt",
-    )
-    add(
-        g,
-        "--compression",
-        env="LOGLAKE_LAKE_COMPRESSION",
-        default=d.compression,
-        choices=layout.COMPRESSIONS,
-        help="object compression",
-    )
-    add(
-        g,
-        "--compression-level",
-        env="LOGLAKE_LAKE_COMPRESSION_LEVEL",
-        default=d.compression_level,
-        type=_level,
-        help="gzip level 1-9",
-    )
-    b = p.add_argument_group("Batching")
-    add(
-        b,
-        "--batch-records",
-        env="LOGLAKE_BATCH_RECORDS",
-        default=d.batch_records,
-        type=settings.positive_int,
-        help="flush a partition at this many records",
-    )
-    add(
-        b,
-        "--batch-bytes",
-        env="LOGLAKE_BATCH_BYTES",
-        default=d.batch_bytes,
-        type=settings.byte_size,
-        help="... or at this many bytes (uncompressed)",
-    )
-    add(
-        b,
-        "--batch-age",
-        env="LOGLAKE_BATCH_AGE",
-        default=d.batch_age,
-        type=settings.positive_float,
-        help="... or when its oldest record waited this many seconds",
-    )
-    add(
-        b,
-        "--idle-flush",
-        env="LOGLAKE_IDLE_FLUSH",
-        default=d.idle_flush,
-        type=settings.positive_float,
-        help="flush everything after this many seconds without new records",
-    )
-    add(
-        b,
-        "--max-record-bytes",
-        env="LOGLAKE_MAX_RECORD_BYTES",
-        default=d.max_record_bytes,
-        type=settings.byte_size,
-        help="larger values are dead letters",
-    )
-    o = p.add_argument_group("Operation")
-    add(
-        o,
-        "--max-retry-time",
-        env="LOGLAKE_MAX_RETRY_TIME",
-        default=d.max_retry_time,
-        type=settings.non_negative_float,
-        help="seconds the lake may fail before the writer exits non-zero without committing (0 = retry forever)",
-    )
-    settings.env_flag(
-        o,
-        "--no-create-bucket",
-        env="LOGLAKE_NO_CREATE_BUCKET",
-        help="fail if the bucket is missing instead of creating it",
-    )
-    add(
-        o,
-        "--exit-when-idle",
-        env="LOGLAKE_EXIT_WHEN_IDLE",
-        default=d.exit_when_idle,
-        type=settings.non_negative_float,
-        help="after this many seconds without new records, flush, commit and exit 0 (0 = run until stopped)",
-    )
-    add(
-        o,
-        "--metrics-port",
-        env="LOGLAKE_METRICS_PORT",
-        default=d.metrics_port,
-        type=settings.non_negative_int,
-        help="serve Prometheus metrics on this port (0 = off)",
-    )
-    add(
-        o,
-        "--metrics-addr",
-        env="LOGLAKE_METRICS_ADDR",
-        default=d.metrics_addr,
-        help="address for --metrics-port",
-    )
-    add(
-        o,
-        "--progress-every",
-        env="LOGLAKE_PROGRESS_EVERY",
-        default=d.progress_every,
-        type=settings.positive_float,
-        help="seconds between status lines",
-    )
-    settings.env_flag(o, "-q", "--quiet", env="LOGLAKE_QUIET", help="no status lines")
-    settings.env_flag(o, "-v", "--verbose", env="LOGLAKE_VERBOSE", help="debug logging")
-    return p
-
-
-def _level(text: str) -> int:
-    value = settings.positive_int(text)
-    if value > 9:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 to 9")
-    return value
-
-
-def settings_from_args(ns: argparse.Namespace) -> WriterSettings:
-    return WriterSettings(
-        kafka=settings.kafka_from_args(ns),
-        lake=settings.lake_from_args(ns),
-        topic=ns.topic,
-        group=ns.group,
-        dead_letter_topic=ns.dead_letter_topic,
-        start_from=ns.start_from,
-        prefix=ns.prefix,
-        layout=ns.layout,
-        fmt=ns.fmt,
-        compression=ns.compression,
-        compression_level=ns.compression_level,
-        batch_records=ns.batch_records,
-        batch_bytes=ns.batch_bytes,
-        batch_age=ns.batch_age,
-        idle_flush=ns.idle_flush,
-        max_record_bytes=ns.max_record_bytes,
-        max_retry_time=ns.max_retry_time,
-        create_bucket=not ns.no_create_bucket,
-        exit_when_idle=ns.exit_when_idle,
-        metrics_port=ns.metrics_port,
-        metrics_addr=ns.metrics_addr,
-        progress_every=ns.progress_every,
-        quiet=ns.quiet,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    setup_logging(verbose=ns.verbose)
-    writer = Writer(settings_from_args(ns))
-    started = time.monotonic()
-    try:
-        with stop_on_signals(
-            writer.stop, lambda name: log.info("%s: flushing and stopping (again to stop at once)", name)
-        ):
-            code = writer.run()
-    finally:
-        writer.close()
-    elapsed = time.monotonic() - started
-    sys.stdout.write(
-        f"landed topic={writer.s.topic} records={writer.records} objects={writer.objects} bytes={writer.bytes} "
-        f"dead_letters={writer.dead_letters} commits={writer.commits} elapsed={elapsed:.1f}s "
-        f"records_per_s={writer.records / elapsed if elapsed else 0:.0f}\n"
-    )
-    return code
-
-
-def run(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(run())
+        self.dead.close()
+        self.store.close()

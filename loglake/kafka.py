@@ -92,6 +92,7 @@ class ProducerTuning:
     batch_bytes: int = 1_000_000
     delivery_timeout: float = 120.0  # seconds a record may take, retries included, to be acknowledged
     client_id: str = "loglake-producer"
+    max_record_bytes: int = 1_000_000  # the largest record the producer lets through
 
 
 class LogProducer(Protocol):
@@ -222,6 +223,7 @@ class ConfluentProducer:
             "queue.buffering.max.kbytes": 32 * 1024,  # bounds memory: 32 MiB of records in flight
             "message.timeout.ms": int(tuning.delivery_timeout * 1000),
             "partitioner": "murmur2_random",  # the Java client's key -> partition mapping
+            "message.max.bytes": max(tuning.max_record_bytes, 1_000_000),
             "error_cb": self._on_error,
         }
         try:
@@ -350,6 +352,7 @@ class KafkaPythonProducer:
                     delivery_timeout_ms=int(tuning.delivery_timeout * 1000),
                     request_timeout_ms=min(30_000, int(tuning.delivery_timeout * 1000)),
                     max_block_ms=int(settings.connect_timeout * 1000),
+                    max_request_size=max(tuning.max_record_bytes, 1_048_576),
                 )
         except RuntimeError as exc:  # the compression codec's library is not installed
             raise ConfigError(
@@ -416,19 +419,72 @@ class KafkaPythonProducer:
 
 
 # ---------------------------------------------------------------------------------------
-# Consumer side (lake writer) goes below this line.
+# Consumer side (lake writer)
 
 
 class Rebalance(Protocol):
-    """What the lake writer does when partitions come and go (called inside `poll_batch`)."""
+    """What the lake writer does when partitions come and go (called inside `poll`)."""
 
     def assigned(self, partitions: list[int]) -> None: ...
     def revoked(self, partitions: list[int]) -> None: ...
     def lost(self, partitions: list[int]) -> None: ...
 
 
-# A consumed record is a confluent_kafka.Message: topic(), partition(), offset(), key(), value(),
-# timestamp() -> (type, ms), headers(), error(). Another client would wrap its records in the same API.
+class Record(Protocol):
+    """A consumed record, as confluent_kafka.Message presents it (other clients are wrapped in it)."""
+
+    def topic(self) -> str: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+
+
+class SourceConsumer(Protocol):
+    """A consumer-group member for one topic with manual commits only: what the lake writer needs."""
+
+    def check_topic(self) -> int:
+        """Partitions of the topic; KafkaUnavailable when no broker answers or it does not exist."""
+        ...
+
+    def cluster_id(self) -> str:
+        """The Kafka cluster's id (offsets mean nothing outside their cluster)."""
+        ...
+
+    def subscribe(self, listener: Rebalance) -> None: ...
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to `max_records` records; rebalance callbacks run inside this call."""
+        ...
+
+    def committed(self, partitions: list[int]) -> dict[int, int]:
+        """The group's committed offset per partition (negative when it has none)."""
+        ...
+
+    def commit(self, partition: int, next_offset: int) -> bool:
+        """Commit synchronously; False when the group refused it (the partition is no longer ours)."""
+        ...
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read `partition` from `offset` on; records fetched before are not returned any more."""
+        ...
+
+    def pause(self, partitions: list[int]) -> None: ...
+    def resume(self, partitions: list[int]) -> None: ...
+
+    def lag(self, partitions: list[int]) -> dict[int, int]:
+        """Records behind the end of each partition (cheap: from cached watermarks)."""
+        ...
+
+    def group_lag(self) -> dict[int, int]:
+        """For every partition of the topic: its end minus the group's committed offset."""
+        ...
+
+    def close(self) -> None: ...
+
+
 COMMIT_REFUSED = {
     "REBALANCE_IN_PROGRESS",
     "ILLEGAL_GENERATION",
@@ -441,28 +497,30 @@ COMMIT_REFUSED = {
 }
 
 
-class LakeConsumer:
-    """A consumer-group member for one topic with manual commits only (confluent-kafka).
+def open_consumer(settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> SourceConsumer:
+    if settings.client == "kafka-python":
+        from loglake.kafka_python_consumer import KafkaPythonConsumer
+
+        return KafkaPythonConsumer(settings, group, topic, start_from)
+    return ConfluentConsumer(settings, group, topic, start_from)
+
+
+class ConfluentConsumer:
+    """The lake writer's consumer on confluent-kafka (librdkafka).
 
     `start_from`: "committed" (resume; earliest when the group has no offset), "earliest",
     "latest", or epoch milliseconds. Anything but "committed" only applies to partitions the
     group has never committed: a committed offset always wins, so a restart never skips or re-lands.
     """
 
-    def __init__(
-        self, settings: KafkaSettings, group: str, topic: str, start_from: str | int, listener: Rebalance
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> None:
         from confluent_kafka import Consumer, KafkaException
 
-        if settings.client != "confluent":
-            raise ConfigError(
-                "the lake writer runs on --kafka-client confluent only: kafka-python's rebalance listener "
-                "runs on its network thread, where a flush cannot finish before a partition is given up"
-            )
         self._settings = settings
         self._topic = topic
-        self._listener = listener
         self._start_from = start_from
+        self._listener: Rebalance | None = None
+        self._cluster_id = ""
         self._errors = ClientErrors()
         config = confluent_config(settings) | {
             "group.id": group,
@@ -489,31 +547,42 @@ class LakeConsumer:
         except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(f"the Kafka consumer options were rejected: {exc}") from None
 
+    def _tp(self, partition: int, offset: int | None = None) -> Any:
+        from confluent_kafka import TopicPartition
+
+        return (
+            TopicPartition(self._topic, partition)
+            if offset is None
+            else TopicPartition(self._topic, partition, offset)
+        )
+
     # -- start -------------------------------------------------------------------------------------
     def check_topic(self) -> int:
-
         metadata = list_metadata(self._consumer, self._settings, self._errors)
         found = metadata.topics.get(self._topic)
         if found is None or found.error is not None:
             raise _missing_topic(self._settings, self._topic)
+        self._cluster_id = metadata.cluster_id or ""
         return len(found.partitions)
 
-    def subscribe(self) -> None:
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
+    def subscribe(self, listener: Rebalance) -> None:
+        self._listener = listener
         self._consumer.subscribe(
             [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        numbers = [p.partition for p in partitions]
         if isinstance(self._start_from, int) and partitions:
             self._assign_from_time(consumer, partitions)
-        self._listener.assigned(numbers)
+        assert self._listener is not None
+        self._listener.assigned([p.partition for p in partitions])
 
     def _assign_from_time(self, consumer: Any, partitions: list[Any]) -> None:
-        from confluent_kafka import TopicPartition
-
         committed = consumer.committed(partitions, timeout=self._settings.connect_timeout)
-        fresh = [TopicPartition(p.topic, p.partition, self._start_from) for p in committed if p.offset < 0]
+        fresh = [self._tp(p.partition, self._start_from) for p in committed if p.offset < 0]
         positions = {p.partition: p for p in committed if p.offset >= 0}
         if fresh:
             for found in consumer.offsets_for_times(fresh, timeout=self._settings.connect_timeout):
@@ -521,14 +590,15 @@ class LakeConsumer:
         consumer.incremental_assign(list(positions.values()))
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        assert self._listener is not None
         self._listener.revoked([p.partition for p in partitions])
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        assert self._listener is not None
         self._listener.lost([p.partition for p in partitions])
 
     # -- the loop ----------------------------------------------------------------------------------
-    def poll_batch(self, max_records: int, timeout: float) -> list[Any]:
-        """Up to `max_records` records; rebalance callbacks run inside this call."""
+    def poll(self, max_records: int, timeout: float) -> list[Any]:
         messages = self._consumer.consume(max_records, timeout)
         if not messages or all(m.error() is None for m in messages):
             return messages
@@ -544,15 +614,12 @@ class LakeConsumer:
         return kept
 
     def commit(self, partition: int, next_offset: int) -> bool:
-        """Commit synchronously; False when the group refused it (the partition is no longer ours)."""
-        from confluent_kafka import KafkaException, TopicPartition
+        from confluent_kafka import KafkaException
 
         deadline = time.monotonic() + 60
         while True:
             try:
-                result = self._consumer.commit(
-                    offsets=[TopicPartition(self._topic, partition, next_offset)], asynchronous=False
-                )
+                result = self._consumer.commit(offsets=[self._tp(partition, next_offset)], asynchronous=False)
                 error = result[0].error if result else None
                 if error is None:
                     return True
@@ -572,58 +639,72 @@ class LakeConsumer:
             log.warning("commit of partition %d failed (%s); retrying", partition, name)
             time.sleep(1)
 
-    def rewind(self, partition: int, offset: int) -> None:
-        """Read `partition` again from `offset` (after a flush whose commit did not happen)."""
-        from confluent_kafka import KafkaException, TopicPartition
+    def seek(self, partition: int, offset: int) -> None:
+        from confluent_kafka import KafkaException
 
         try:
-            self._consumer.seek(TopicPartition(self._topic, partition, offset))
+            self._consumer.seek(self._tp(partition, offset))
         except KafkaException as exc:
-            log.warning("could not rewind partition %d to %d: %s", partition, offset, exc)
+            # not fetching yet (assignment in progress): position the assignment itself
+            log.debug("seek partition %d to %d: %s; assigning at that offset", partition, offset, exc)
+            self._consumer.incremental_assign([self._tp(partition, offset)])
 
-    def pause(self, partitions: Iterable[int]) -> None:
+    def pause(self, partitions: list[int]) -> None:
         self._set_paused(partitions, pause=True)
 
-    def resume(self, partitions: Iterable[int]) -> None:
+    def resume(self, partitions: list[int]) -> None:
         self._set_paused(partitions, pause=False)
 
-    def _set_paused(self, partitions: Iterable[int], pause: bool) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
+    def _set_paused(self, partitions: list[int], pause: bool) -> None:
+        from confluent_kafka import KafkaException
 
-        parts = [TopicPartition(self._topic, p) for p in partitions]
-        if not parts:
+        if not partitions:
             return
         try:
-            (self._consumer.pause if pause else self._consumer.resume)(parts)
+            (self._consumer.pause if pause else self._consumer.resume)([self._tp(p) for p in partitions])
         except KafkaException as exc:
             log.debug("pause/resume: %s", exc)
 
     def committed(self, partitions: list[int]) -> dict[int, int]:
-        """The group's committed offset per partition (-1001 when it has none)."""
-        from confluent_kafka import KafkaException, TopicPartition
+        from confluent_kafka import KafkaException
 
         try:
             found = self._consumer.committed(
-                [TopicPartition(self._topic, p) for p in partitions], timeout=self._settings.connect_timeout
+                [self._tp(p) for p in partitions], timeout=self._settings.connect_timeout
             )
         except KafkaException as exc:
             raise _unreachable(self._settings, exc.args[0].str()) from None
         return {tp.partition: tp.offset for tp in found}
 
-    def lag(self, partitions: Iterable[int]) -> dict[int, int]:
-        """Records behind the end of each partition, from cached watermarks (no network call)."""
-        from confluent_kafka import KafkaException, TopicPartition
+    def lag(self, partitions: list[int]) -> dict[int, int]:
+        from confluent_kafka import KafkaException
 
         lags = {}
         for p in partitions:
             try:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, p), cached=True)
-                (position,) = self._consumer.position([TopicPartition(self._topic, p)])
+                _, high = self._consumer.get_watermark_offsets(self._tp(p), cached=True)
+                (position,) = self._consumer.position([self._tp(p)])
             except KafkaException:
                 continue
             if high >= 0 and position.offset >= 0:
                 lags[p] = max(0, high - position.offset)
         return lags
+
+    def group_lag(self) -> dict[int, int]:
+        from confluent_kafka import KafkaException
+
+        try:
+            partitions = sorted(
+                self._consumer.list_topics(self._topic, timeout=5).topics[self._topic].partitions
+            )
+            committed = self.committed(partitions)
+            lags = {}
+            for p in partitions:
+                low, high = self._consumer.get_watermark_offsets(self._tp(p), timeout=5)
+                lags[p] = max(0, high - max(committed.get(p, -1), low))
+            return lags
+        except (KafkaException, KeyError) as exc:
+            raise KafkaUnavailable(f"could not read the lag of {self._topic!r}: {exc}") from None
 
     def close(self) -> None:
         from confluent_kafka import KafkaException
@@ -634,8 +715,32 @@ class LakeConsumer:
             log.debug("closing the consumer: %s", exc)
 
 
-def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, like: str | None = None) -> None:
-    """Create `topic` if it is missing (the dead-letter topic), with the replication of `like`."""
+def topic_max_message_bytes(settings: KafkaSettings, topic: str) -> int | None:
+    """The topic's effective `max.message.bytes` (its own setting or the broker's default)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient(confluent_config(settings))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout=settings.connect_timeout)
+    except KafkaException as exc:
+        log.debug("describe_configs %s: %s", topic, exc)
+        return None
+    entry = configs.get("max.message.bytes")
+    return int(entry.value) if entry is not None and entry.value else None
+
+
+def ensure_topic(
+    settings: KafkaSettings,
+    topic: str,
+    partitions: int,
+    like: str | None = None,
+    config: dict[str, str] | None = None,
+    visible_within: float = 30.0,
+) -> bool:
+    """Create `topic` if it is missing, with the replication of `like`, and wait until the cluster
+    shows it. A concurrent creator is fine (TOPIC_ALREADY_EXISTS). True if this call created it."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -643,15 +748,27 @@ def ensure_topic(settings: KafkaSettings, topic: str, partitions: int, like: str
     admin = AdminClient(confluent_config(settings) | {"error_cb": errors})
     metadata = list_metadata(admin, settings, errors)
     if topic in metadata.topics and metadata.topics[topic].error is None:
-        return
+        return False
     replication = 1
     if like and like in metadata.topics:
         first = next(iter(metadata.topics[like].partitions.values()), None)
         replication = len(first.replicas) if first else 1
-    future = admin.create_topics([NewTopic(topic, partitions, replication)])[topic]
+    future = admin.create_topics([NewTopic(topic, partitions, replication, config=config or {})])[topic]
+    created = True
     try:
         future.result(timeout=settings.connect_timeout)
         log.info("created topic %s (%d partitions, replication %d)", topic, partitions, replication)
     except KafkaException as exc:
         if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
             raise KafkaUnavailable(f"could not create topic {topic!r}: {exc.args[0].str()}") from None
+        created = False
+    deadline = time.monotonic() + visible_within
+    while True:
+        found = list_metadata(admin, settings, errors, topic).topics.get(topic)
+        if found is not None and found.error is None and len(found.partitions) > 0:
+            return created
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(
+                f"topic {topic!r} was created but the cluster did not show it within {visible_within:g} s"
+            )
+        time.sleep(0.2)

@@ -1,16 +1,22 @@
-"""The object store (S3 through boto3): bucket checks, uploads, and which failures are worth a retry."""
+"""The object store under the lake: the few operations the writer and verify need, behind one small
+interface (`ObjectStore`), and its S3 implementation through boto3.
+
+`put_if_absent` is the one that carries exactly-once: an S3 conditional write (`If-None-Match: *`),
+which the store performs atomically, so of two writers creating the same key exactly one succeeds.
+AWS S3, MinIO and versitygw honour it; `check_conditional_writes` refuses a store that ignores it.
+"""
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from loglake.batch import ObjectFormat, PendingObject
 from loglake.errors import LakeUnavailable
 from loglake.settings import LakeSettings
 
@@ -28,6 +34,50 @@ _FATAL_CODES = {
 
 class LakeRetriable(Exception):
     """A failure that may pass: connection refused, timeout, 5xx, throttling."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """What to store under one key."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
+    content_encoding: str = ""
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class ObjectStore(Protocol):
+    """The lake as the writer sees it. Every method raises LakeRetriable for passing trouble and
+    LakeUnavailable (one sentence) for what a user must fix."""
+
+    @property
+    def where(self) -> str:
+        """`s3://bucket` at the endpoint, for sentences."""
+        ...
+
+    def put(self, key: str, body: Body) -> None:
+        """Store `body` under `key`, replacing what was there."""
+        ...
+
+    def put_if_absent(self, key: str, body: Body) -> bool:
+        """Store `body` under `key` only if nothing is there; False (and nothing written) if it is."""
+        ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def head(self, key: str) -> dict[str, str] | None:
+        """The object's metadata, or None if there is no such object."""
+        ...
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under `prefix`, in key order, after `start_after`."""
+        ...
+
+    def ensure_bucket(self, create: bool) -> None:
+        """Check the bucket is there (create it if `create`)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def s3_client(settings: LakeSettings, timeout: float = 10.0) -> Any:
@@ -62,7 +112,7 @@ def classify(exc: Exception, settings: LakeSettings) -> Exception:
                 f"the lake at {settings.endpoint_url} refused these credentials or denied access to bucket "
                 f"{settings.bucket!r} (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
             )
-        if status in (400, 404, 405) and code not in ("RequestTimeout", "SlowDown"):
+        if status in (400, 404, 405, 501) and code not in ("RequestTimeout", "SlowDown"):
             return LakeUnavailable(
                 f"the lake at {settings.endpoint_url} refused the request: {code or status}"
             )
@@ -70,90 +120,125 @@ def classify(exc: Exception, settings: LakeSettings) -> Exception:
     return LakeRetriable(f"{type(exc).__name__}: {exc}")
 
 
-class Lake:
-    """Uploads objects to one bucket; several objects of one flush go up in parallel."""
+def _status(exc: ClientError) -> tuple[int, str]:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0), exc.response.get(
+        "Error", {}
+    ).get("Code", "")
+
+
+class S3Store:
+    """One bucket of an S3-compatible server."""
 
     def __init__(self, settings: LakeSettings) -> None:
         self.settings = settings
+        self.bucket = settings.bucket
         self._s3 = s3_client(settings)
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-upload")
 
     @property
-    def client(self) -> Any:
-        return self._s3
+    def where(self) -> str:
+        return f"s3://{self.bucket} at {self.settings.endpoint_url}"
 
-    def ensure_bucket(self, create: bool) -> None:
-        bucket = self.settings.bucket
-        try:
-            self._s3.head_bucket(Bucket=bucket)
-            return
-        except EndpointConnectionError:
-            raise LakeRetriable(f"no S3 server answered at {self.settings.endpoint_url}") from None
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if status != 404:
-                raise classify(exc, self.settings) from None
-        except BotoCoreError as exc:
-            raise classify(exc, self.settings) from None
-        if not create:
-            raise LakeUnavailable(f"bucket {bucket!r} does not exist at {self.settings.endpoint_url}")
-        try:
-            self._s3.create_bucket(Bucket=bucket)
-            log.info("created bucket %s", bucket)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in (
-                "BucketAlreadyOwnedByYou",
-                "BucketAlreadyExists",
-            ):
-                raise classify(exc, self.settings) from None
-        except BotoCoreError as exc:
-            raise classify(exc, self.settings) from None
+    def _put(self, key: str, body: Body, **condition: str) -> None:
+        extra = {"ContentEncoding": body.content_encoding} if body.content_encoding else {}
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body.data,
+            ContentType=body.content_type,
+            Metadata=dict(body.metadata),
+            **extra,
+            **condition,
+        )
 
-    def put(self, obj: PendingObject, form: ObjectFormat) -> int:
-        """Upload one object (compressing it here, off the consuming thread); returns its size."""
-        body = form.body(obj.lines)
-        extra = {"ContentEncoding": "gzip"} if form.compression == "gzip" else {}
+    def put(self, key: str, body: Body) -> None:
         try:
-            self._s3.put_object(
-                Bucket=self.settings.bucket,
-                Key=obj.key,
-                Body=body,
-                Metadata=obj.metadata,
-                ContentType=form.content_type,
-                **extra,
-            )
+            self._put(key, body)
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, self.settings) from None
-        return len(body)
 
-    def put_all(self, objects: list[PendingObject], form: ObjectFormat) -> int:
-        """Upload every object in parallel; returns the bytes stored, or raises the first failure
-        (LakeUnavailable before LakeRetriable)."""
-        futures = [self._pool.submit(self.put, o, form) for o in objects]
-        errors = [f.exception() for f in futures]
-        for error in errors:
-            if isinstance(error, LakeUnavailable):
-                raise error
-        for error in errors:
-            if error is not None:
-                raise error
-        return sum(f.result() for f in futures)
-
-    def get_text(self, key: str) -> str | None:
+    def put_if_absent(self, key: str, body: Body) -> bool:
         try:
-            return self._s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read().decode()
+            self._put(key, body, IfNoneMatch="*")
+            return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            status, code = _status(exc)
+            # 412: it exists. 409 ConditionalRequestConflict: another conditional write of the same
+            # key is under way (AWS); that one decides, and the caller reads what it stored.
+            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise classify(exc, self.settings) from None
+        except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            status, code = _status(exc)
+            if status == 404 and code in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise classify(exc, self.settings) from None
         except BotoCoreError as exc:
             raise classify(exc, self.settings) from None
 
-    def put_text(self, key: str, text: str) -> None:
+    def head(self, key: str) -> dict[str, str] | None:
         try:
-            self._s3.put_object(Bucket=self.settings.bucket, Key=key, Body=text.encode())
+            return self._s3.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        except ClientError as exc:
+            if _status(exc)[0] == 404:
+                return None
+            raise classify(exc, self.settings) from None
+        except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        args = {"Bucket": self.bucket, "Prefix": prefix} | (
+            {"StartAfter": start_after} if start_after else {}
+        )
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(**args):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["Size"]
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, self.settings) from None
 
+    # -- start-up checks -----------------------------------------------------------------------------
+    def ensure_bucket(self, create: bool) -> None:
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+            return
+        except EndpointConnectionError:
+            raise LakeRetriable(f"no S3 server answered at {self.settings.endpoint_url}") from None
+        except ClientError as exc:
+            if _status(exc)[0] != 404:
+                raise classify(exc, self.settings) from None
+        except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
+        if not create:
+            raise LakeUnavailable(f"bucket {self.bucket!r} does not exist at {self.settings.endpoint_url}")
+        try:
+            self._s3.create_bucket(Bucket=self.bucket)
+            log.info("created bucket %s", self.bucket)
+        except ClientError as exc:
+            if _status(exc)[1] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise classify(exc, self.settings) from None
+        except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._s3.close()
+
+
+def check_conditional_writes(store: ObjectStore, prefix: str) -> None:
+    """Refuse a store that ignores `If-None-Match: *`: without it a late upload of a writer that lost
+    its partition could replace the batch of the partition's new owner (see loglake/ledger.py)."""
+    key = f"{prefix}_loglake/conditional-write-probe"
+    probe = Body(
+        b"loglake checks at start that this store refuses a second create of this key\n", "text/plain"
+    )
+    store.put_if_absent(key, probe)  # creates it, or finds it from an earlier start
+    if store.put_if_absent(key, probe):
+        raise LakeUnavailable(
+            f"the lake {store.where} ignores conditional writes (If-None-Match: *), which loglake needs to "
+            "land every event exactly once; use AWS S3, MinIO (2024 or newer) or versitygw"
+        )

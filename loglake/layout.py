@@ -1,39 +1,29 @@
-"""Where a batch lives in the lake: object keys, and the line format that traces every record back.
+"""Where things live in the lake: object keys, claim keys, and the folders records go to.
 
-Key (layout `time`, the default, Hive style by event time in UTC):
+Objects (layout `time`, the default, Hive style by event time in UTC):
 
     {prefix}/{topic}/dt=2026-11-24/hour=21/{topic}+{kafka partition}+{first offset:020d}.jsonl.gz
 
-Key (layout `partition`): `{prefix}/{topic}/partition=2/{topic}+2+{first offset:020d}.jsonl.gz`.
+Layout `partition`: `{prefix}/{topic}/partition=2/{topic}+2+{first offset:020d}.jsonl.gz`.
 
-Why these keys give exactly-once. A key is a pure function of the first record the object holds:
-its lake partition, topic, Kafka partition and offset. A flush writes one object per lake partition
-L from a buffer of consecutive offsets that starts at the committed offset s, then commits. After a
-crash the retry starts at the same s, so for every L the first record of L at or after s is the same
-record f, and the retry writes key L/+f again, overwriting it with a subset or superset of the same
-consecutive records of L, never a second copy. Records of L beyond the retry's batch land in the
-next batch's object L/+f', whose first record f' is again the first record of L after that batch
-start. So the lake ends up holding each offset once, whatever the batch boundaries were.
-This needs (1) Kafka returning the same bytes at the same offsets (it does) and (2) a lake partition
-that is a function of the record alone (event time, never the clock): that is why a record without
-a readable event time is a dead letter and not a "today" folder.
+An object's key is a pure function of its recipe and the first record it holds (folder, topic,
+Kafka partition, offset); the folder is a function of the record alone (its event time, never the
+clock). Which records an object holds is fixed by its batch's claim (loglake/ledger.py), so a key
+always holds the same records, whoever writes it and however often.
 
-Line format: each stored line is the event with one field added first,
-`{"_kafka":{"topic":"log-data","partition":2,"offset":12345,"timestamp":1732480000123},...event...}`,
-so any record in the lake can be traced back to its topic, partition and offset.
+Bookkeeping lives beside the data, under `{prefix}/{topic}/_loglake/`:
+
+    _loglake/owner.json                          the consumer group that lands this prefix
+    _loglake/claims/{partition}/{start:020d}.json   one per batch: its offset range, recipe, objects
+    _loglake/dead-letters/{partition}/{offset:020d}  a dead letter the dead-letter topic refused
 """
 
 from __future__ import annotations
 
 import re
 
-import orjson
-
-LAYOUTS = ["time", "partition"]
-FORMATS = ["jsonl", "json"]
-COMPRESSIONS = ["gzip", "none"]
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]")
+BOOKKEEPING = "_loglake/"
 
 
 def sanitize(segment: str) -> str:
@@ -48,23 +38,11 @@ def sanitize(segment: str) -> str:
     return cleaned.replace("..", "__")
 
 
-def extension(fmt: str, compression: str) -> str:
-    return fmt + (".gz" if compression == "gzip" else "")
-
-
 def lake_partition(layout: str, date: str, hour: str, kafka_partition: int) -> str:
     """The folder of a record inside `{prefix}/{topic}/`."""
     if layout == "partition":
         return f"partition={kafka_partition}"
     return f"dt={sanitize(date)}/hour={sanitize(hour)}"
-
-
-def object_key(
-    prefix: str, topic: str, folder: str, kafka_partition: int, first_offset: int, ext: str
-) -> str:
-    safe_topic = sanitize(topic)
-    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return f"{head}{safe_topic}/{folder}/{safe_topic}+{kafka_partition}+{first_offset:020d}.{ext}"
 
 
 def topic_prefix(prefix: str, topic: str) -> str:
@@ -73,22 +51,36 @@ def topic_prefix(prefix: str, topic: str) -> str:
     return f"{head}{sanitize(topic)}/"
 
 
-def envelope_prefix(topic: str, partition: int) -> bytes:
-    """The start of every stored line of one Kafka partition, up to the offset."""
-    return b'{"_kafka":{"topic":%b,"partition":%d,"offset":' % (orjson.dumps(topic), partition)
+def object_key(
+    prefix: str, topic: str, folder: str, kafka_partition: int, first_offset: int, ext: str
+) -> str:
+    safe_topic = sanitize(topic)
+    return f"{topic_prefix(prefix, topic)}{folder}/{safe_topic}+{kafka_partition}+{first_offset:020d}.{ext}"
 
 
-def stored_line(prefix: bytes, offset: int, timestamp_ms: int, value: bytes) -> bytes:
-    """The event `value` (a validated JSON object) with the `_kafka` field spliced in first:
-    `{"_kafka":{"topic":..,"partition":..,"offset":..,"timestamp":..},<the event's fields>}`.
+def owner_key(prefix: str, topic: str) -> str:
+    return f"{topic_prefix(prefix, topic)}{BOOKKEEPING}owner.json"
 
-    Byte splicing keeps the event exactly as produced. In valid JSON a raw line break can only be
-    whitespace between tokens (never inside a string), so the line breaks of a pretty-printed value
-    become spaces: one line stays one record and the event stays the same.
-    """
-    if not (value.startswith(b'{"') and b"\n" not in value and b"\r" not in value):
-        value = value.replace(b"\n", b" ").replace(b"\r", b" ").strip()
-        if value[1:].lstrip().startswith(b"}"):  # an empty object cannot pass validation; never emit `{..,}`
-            return prefix + b'%d,"timestamp":%d}}' % (offset, timestamp_ms)
-    # compact JSON, as producers write it; concatenation is the fastest way to build the line
-    return prefix + b'%d,"timestamp":%d},' % (offset, timestamp_ms) + value[1:]
+
+def claims_prefix(prefix: str, topic: str, kafka_partition: int) -> str:
+    return f"{topic_prefix(prefix, topic)}{BOOKKEEPING}claims/{kafka_partition}/"
+
+
+def claim_key(prefix: str, topic: str, kafka_partition: int, start: int) -> str:
+    return f"{claims_prefix(prefix, topic, kafka_partition)}{start:020d}.json"
+
+
+def dead_letters_prefix(prefix: str, topic: str) -> str:
+    return f"{topic_prefix(prefix, topic)}{BOOKKEEPING}dead-letters/"
+
+
+def dead_letter_key(prefix: str, topic: str, kafka_partition: int, offset: int) -> str:
+    return f"{dead_letters_prefix(prefix, topic)}{kafka_partition}/{offset:020d}"
+
+
+def partition_of_object(key: str) -> int:
+    """The Kafka partition in an object key (`.../{topic}+{partition}+{first offset}.{ext}`), or -1."""
+    try:
+        return int(key.rsplit("/", 1)[-1].rsplit("+", 2)[1])
+    except (IndexError, ValueError):
+        return -1

@@ -13,9 +13,12 @@ import argparse
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loglake import defaults
+
+if TYPE_CHECKING:
+    from loglake.formats import Recipe
 
 
 class Secret:
@@ -423,3 +426,10 @@ class WriterSettings:
     @property
     def dlq_topic(self) -> str:
         return self.dead_letter_topic or self.topic + defaults.DEAD_LETTER_SUFFIX
+
+    @property
+    def recipe(self) -> Recipe:
+        """What decides the objects of a batch (stored with every claim)."""
+        from loglake.formats import Recipe
+
+        return Recipe(self.layout, self.fmt, self.compression, self.compression_level, self.max_record_bytes)

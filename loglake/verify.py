@@ -1,50 +1,63 @@
 """Reconcile the lake with the topic: every offset exactly once, in the lake or in the dead letters.
 
-`python -m loglake verify [--topic log-data] [--bucket datalake] [--prefix topics] [--group G]`
+`python -m loglake verify [--topic log-data] [--prefix topics] [--group G] [--to-committed]`
 
-For each partition, every offset from the earliest one Kafka still holds (the low watermark) up to
-the group's committed offset (or the end of the partition with `--to-end`) must be stored exactly
-once: as a line of a lake object (found by the `_kafka` coordinates on every line) or as a dead
-letter (found by its `loglake.source.*` headers). Dead letters are deduplicated by those coordinates
-(the dead-letter topic is at-least-once); a duplicate in the lake, or an offset in both, is an error.
-Lake lines past the committed offset are reported as "ahead" (written, not yet committed: the next
-flush overwrites them) and are not errors.
+What it proves, per partition, for every offset from where the group's landing began (its first
+claim; or, with `--from-earliest`, the first offset Kafka still holds) up to the end of the
+partition (or, with `--to-committed`, up to the group's committed offset):
+- the offset is stored exactly once: as a line of a lake object (read back, by the `_kafka`
+  coordinates on every line), as a dead letter on the dead-letter topic (by its
+  `loglake.source.*` headers; that topic is at-least-once, so its copies count once), or as a dead
+  letter in the lake (`_loglake/dead-letters/`); never in two of them, never twice in the lake;
+- below the committed offset nothing is missing (a hole there is a *lost* event);
+- the claims of the partition (loglake/ledger.py) do not overlap, and every object in the lake is
+  named by a claim, with the records its claim says.
+
+Offsets from the committed offset to the end of the partition that are not in the lake yet are
+*pending*: not an error, but not landed either; the exit status says so.
+Exit status: 0 everything up to the end is landed exactly once; 3 nothing is wrong but some offsets
+are pending (run the writer, or verify with --to-committed); 1 something is lost, duplicated, or
+in the lake without a claim.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
 
 import orjson
 
-from loglake import consume, defaults, layout, settings
+from loglake import defaults, formats, layout, settings
 from loglake.deadletter import source_of
 from loglake.errors import KafkaUnavailable, LoglakeError, run_cli, setup_logging
 from loglake.kafka import ClientErrors, confluent_config, list_metadata
-from loglake.lake import Lake
+from loglake.lake import ObjectStore, S3Store
+from loglake.ledger import Claim, Ledger
 from loglake.settings import KafkaSettings, LakeSettings
 
 log = logging.getLogger(__name__)
+
+EXIT_PENDING = 3
 
 
 @dataclass
 class PartitionReport:
     partition: int
     low: int
-    end: int  # exclusive: committed offset (or high watermark)
+    committed: int  # the group's committed offset (low watermark when it has none)
+    end: int  # exclusive: the high watermark, or the committed offset with --to-committed
     in_lake: int = 0
     dead: int = 0
-    missing: int = 0
+    missing: int = 0  # below the committed offset, stored nowhere: lost
+    pending: int = 0  # from the committed offset on, not stored yet
     duplicated: int = 0
-    ahead: int = 0
     first_missing: int | None = None
+    problems: list[str] = field(default_factory=list)  # claims and objects that break the design
 
     @property
     def expected(self) -> int:
@@ -52,7 +65,7 @@ class PartitionReport:
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0 and self.duplicated == 0
+        return self.missing == 0 and self.duplicated == 0 and not self.problems
 
 
 @dataclass
@@ -62,47 +75,83 @@ class VerifyResult:
     partitions: list[PartitionReport]
     objects: int = 0
     lines: int = 0
+    claims: int = 0
     event_ids: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
         return all(p.ok for p in self.partitions)
 
+    @property
+    def complete(self) -> bool:
+        return self.ok and not any(p.pending for p in self.partitions)
+
     def totals(self) -> dict[str, int]:
-        keys = ("expected", "in_lake", "dead", "missing", "duplicated", "ahead")
+        keys = ("expected", "in_lake", "dead", "missing", "pending", "duplicated")
         return {k: sum(getattr(p, k) for p in self.partitions) for k in keys}
 
 
+@dataclass
+class LakeContents:
+    offsets: dict[int, Counter[int]] = field(default_factory=dict)  # partition -> offset -> lines
+    dead: dict[int, set[int]] = field(default_factory=dict)  # dead letters stored in the lake
+    claims: dict[int, list[Claim]] = field(default_factory=dict)
+    problems: dict[int, list[str]] = field(default_factory=dict)
+    objects: int = 0
+    lines: int = 0
+    event_ids: Counter[str] = field(default_factory=Counter)
+
+    def problem(self, partition: int, text: str) -> None:
+        self.problems.setdefault(partition, []).append(text)
+
+
 def read_lake(
-    lake: Lake, prefix: str, topic: str, collect_ids: bool
-) -> tuple[dict[int, Counter[int]], int, int, Counter[str]]:
-    """Offsets per partition found on the lines of every object of `topic` (and event_ids)."""
-    s3 = lake.client
-    offsets: dict[int, Counter[int]] = {}
-    ids: Counter[str] = Counter()
-    objects = lines = 0
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=lake.settings.bucket, Prefix=layout.topic_prefix(prefix, topic)):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            if "/_loglake/" in key:
-                continue
-            body = s3.get_object(Bucket=lake.settings.bucket, Key=key)["Body"].read()
-            if key.endswith(".gz"):
-                body = gzip.decompress(body)
-            records = orjson.loads(body) if key.endswith((".json", ".json.gz")) else _jsonl(body)
-            objects += 1
-            for record in records:
-                meta = record["_kafka"]
-                offsets.setdefault(meta["partition"], Counter())[meta["offset"]] += 1
-                if collect_ids:
-                    ids[record.get("event_id")] += 1
-                lines += 1
-    return offsets, objects, lines, ids
-
-
-def _jsonl(body: bytes) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+    store: ObjectStore, prefix: str, topic: str, partitions: list[int], collect_ids: bool
+) -> LakeContents:
+    """Every claim, object line and lake dead letter of `topic` under `prefix`."""
+    found = LakeContents()
+    ledger = Ledger(store, prefix, topic)
+    named: dict[str, tuple[Claim, int]] = {}  # object key -> its claim and record count
+    for p in partitions:
+        claims = found.claims[p] = list(ledger.all(p))
+        for before, after in pairwise(claims):
+            if after.start < before.end:
+                found.problem(
+                    p, f"claims {before.start}..{before.end - 1} and {after.start}..{after.end - 1} overlap"
+                )
+        for claim in claims:
+            for entry in claim.objects:
+                named[entry.key] = (claim, entry.records)
+    bookkeeping = layout.topic_prefix(prefix, topic) + layout.BOOKKEEPING
+    dead_prefix = layout.dead_letters_prefix(prefix, topic)
+    for key, _size in store.list(layout.topic_prefix(prefix, topic)):
+        if key.startswith(dead_prefix):
+            document = orjson.loads(store.get(key) or b"{}")
+            source = document.get("source", {})
+            found.dead.setdefault(source.get("partition", -1), set()).add(source.get("offset", -1))
+            continue
+        if key.startswith(bookkeeping):
+            continue
+        codec = formats.format_of_key(key)
+        if codec is None:
+            continue  # not written by loglake
+        found.objects += 1
+        lines = 0
+        for record in codec.decode(store.get(key) or b""):
+            meta = record["_kafka"]
+            found.offsets.setdefault(meta["partition"], Counter())[meta["offset"]] += 1
+            if collect_ids:
+                found.event_ids[record.get("event_id")] += 1
+            lines += 1
+        found.lines += lines
+        owner = named.get(key)
+        if owner is None:
+            found.problem(layout.partition_of_object(key), f"object {key} is named by no claim")
+        elif owner[1] != lines:
+            found.problem(
+                owner[0].partition, f"object {key} holds {lines} records, its claim says {owner[1]}"
+            )
+    return found
 
 
 def read_dead_letters(kafka: KafkaSettings, dlq_topic: str, topic: str) -> dict[int, set[int]]:
@@ -147,8 +196,8 @@ def read_dead_letters(kafka: KafkaSettings, dlq_topic: str, topic: str) -> dict[
     return found
 
 
-def kafka_ranges(kafka: KafkaSettings, topic: str, group: str, to_end: bool) -> dict[int, tuple[int, int]]:
-    """(low watermark, end) per partition; end = committed offset of `group`, or the high watermark."""
+def kafka_ranges(kafka: KafkaSettings, topic: str, group: str) -> dict[int, tuple[int, int, int]]:
+    """(low watermark, committed offset or low, high watermark) per partition."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     errors = ClientErrors()
@@ -166,8 +215,8 @@ def kafka_ranges(kafka: KafkaSettings, topic: str, group: str, to_end: bool) -> 
         ranges = {}
         for tp in parts:
             low, high = consumer.get_watermark_offsets(tp, timeout=kafka.connect_timeout)
-            end = high if to_end else committed.get(tp.partition, -1)
-            ranges[tp.partition] = (low, max(low, end) if end >= 0 else low)
+            done = committed.get(tp.partition, -1)
+            ranges[tp.partition] = (low, min(high, max(low, done)), high)
         return ranges
     except KafkaException as exc:
         raise KafkaUnavailable(
@@ -177,9 +226,44 @@ def kafka_ranges(kafka: KafkaSettings, topic: str, group: str, to_end: bool) -> 
         consumer.close()
 
 
-def lake_owner(lake: Lake, prefix: str, topic: str) -> str | None:
-    text = lake.get_text(layout.topic_prefix(prefix, topic) + consume.OWNER_KEY)
+def lake_owner(store: ObjectStore, prefix: str, topic: str) -> str | None:
+    text = store.get(layout.owner_key(prefix, topic))
     return orjson.loads(text).get("group") if text else None
+
+
+def reconcile(
+    ranges: dict[int, tuple[int, int, int]],
+    lake: LakeContents,
+    dead_topic: dict[int, set[int]],
+    to_committed: bool = False,
+    from_earliest: bool = False,
+) -> list[PartitionReport]:
+    """The per-partition verdicts from what Kafka, the lake and the dead letters hold."""
+    reports = []
+    for p, (low, committed, high) in sorted(ranges.items()):
+        claims = lake.claims.get(p)
+        if claims and not from_earliest:  # a group that started later (--start-from) began there
+            low = min(max(low, claims[0].start), high)
+        committed = max(committed, low)
+        end = committed if to_committed else high
+        report = PartitionReport(p, low, committed, end, problems=list(lake.problems.get(p, [])))
+        in_lake = lake.offsets.get(p, Counter())
+        dead_here = dead_topic.get(p, set()) | lake.dead.get(p, set())
+        for offset in range(low, end):
+            count = in_lake.get(offset, 0) + (1 if offset in dead_here else 0)
+            if count == 0:
+                if offset < committed:
+                    report.missing += 1
+                    if report.first_missing is None:
+                        report.first_missing = offset
+                else:
+                    report.pending += 1
+            elif count > 1:
+                report.duplicated += 1
+        report.in_lake = sum(n for o, n in in_lake.items() if low <= o < end)
+        report.dead = sum(1 for o in dead_here if low <= o < end)
+        reports.append(report)
+    return reports
 
 
 def verify(
@@ -189,52 +273,44 @@ def verify(
     prefix: str = "topics",
     group: str | None = None,
     dlq_topic: str | None = None,
-    to_end: bool = False,
+    to_committed: bool = False,
     collect_ids: bool = False,
+    from_earliest: bool = False,
 ) -> VerifyResult:
-    lake = Lake(lake_settings)
+    store = S3Store(lake_settings)
     try:
-        group = group or lake_owner(lake, prefix, topic) or defaults.CONSUMER_GROUP
-        offsets, objects, lines, ids = read_lake(lake, prefix, topic, collect_ids)
+        group = group or lake_owner(store, prefix, topic) or defaults.CONSUMER_GROUP
+        ranges = kafka_ranges(kafka, topic, group)
+        lake = read_lake(store, prefix, topic, sorted(ranges), collect_ids)
     finally:
-        lake.close()
+        store.close()
     dead = read_dead_letters(kafka, dlq_topic or topic + defaults.DEAD_LETTER_SUFFIX, topic)
-    reports = []
-    for p, (low, end) in sorted(kafka_ranges(kafka, topic, group, to_end).items()):
-        report = PartitionReport(p, low, end)
-        in_lake = offsets.get(p, Counter())
-        dead_here = dead.get(p, set())
-        for offset in range(low, end):
-            count = in_lake.get(offset, 0) + (1 if offset in dead_here else 0)
-            if count == 0:
-                report.missing += 1
-                if report.first_missing is None:
-                    report.first_missing = offset
-            elif count > 1:
-                report.duplicated += 1
-        report.in_lake = sum(n for o, n in in_lake.items() if low <= o < end)
-        report.dead = sum(1 for o in dead_here if low <= o < end)
-        report.ahead = sum(1 for o in in_lake if o >= end)
-        reports.append(report)
-    return VerifyResult(topic, group, reports, objects, lines, ids)
+    reports = reconcile(ranges, lake, dead, to_committed, from_earliest)
+    claims = sum(len(c) for c in lake.claims.values())
+    return VerifyResult(topic, group, reports, lake.objects, lake.lines, claims, lake.event_ids)
 
 
 def render(result: VerifyResult) -> str:
     rows = [
-        f"{'partition':>9} {'from':>10} {'to':>10} {'expected':>9} {'in lake':>9} {'dead':>6} "
-        f"{'missing':>8} {'dups':>6} {'ahead':>6}  status"
+        f"{'partition':>9} {'from':>10} {'committed':>10} {'to':>10} {'expected':>9} {'in lake':>9} "
+        f"{'dead':>6} {'missing':>8} {'pending':>8} {'dups':>6}  status"
     ]
     for p in result.partitions:
-        status = "ok" if p.ok else f"FAIL (first missing: {p.first_missing})" if p.missing else "FAIL"
+        if not p.ok:
+            status = f"FAIL (first missing: {p.first_missing})" if p.missing else "FAIL"
+        else:
+            status = f"ok, {p.pending} not landed yet" if p.pending else "ok"
         rows.append(
-            f"{p.partition:>9} {p.low:>10} {p.end:>10} {p.expected:>9} {p.in_lake:>9} {p.dead:>6} "
-            f"{p.missing:>8} {p.duplicated:>6} {p.ahead:>6}  {status}"
+            f"{p.partition:>9} {p.low:>10} {p.committed:>10} {p.end:>10} {p.expected:>9} {p.in_lake:>9} "
+            f"{p.dead:>6} {p.missing:>8} {p.pending:>8} {p.duplicated:>6}  {status}"
         )
+        rows.extend(f"          partition {p.partition}: {problem}" for problem in p.problems)
     t = result.totals()
+    verdict = "OK" if result.complete else "PENDING" if result.ok else "FAILED"
     rows.append(
-        f"verify topic={result.topic} group={result.group} objects={result.objects} expected={t['expected']} "
-        f"in_lake={t['in_lake']} dead_letters={t['dead']} missing={t['missing']} duplicated={t['duplicated']} "
-        f"ahead={t['ahead']} result={'OK' if result.ok else 'FAILED'}"
+        f"verify topic={result.topic} group={result.group} objects={result.objects} claims={result.claims} "
+        f"expected={t['expected']} in_lake={t['in_lake']} dead_letters={t['dead']} missing={t['missing']} "
+        f"pending={t['pending']} duplicated={t['duplicated']} result={verdict}"
     )
     return "\n".join(rows) + "\n"
 
@@ -257,9 +333,14 @@ def build_parser(prog: str = "python -m loglake verify") -> argparse.ArgumentPar
     )
     add(p, "--dead-letter-topic", env="LOGLAKE_DEAD_LETTER_TOPIC", default="", help="default: <topic>.dlq")
     p.add_argument(
-        "--to-end",
+        "--to-committed",
         action="store_true",
-        help="check up to the end of each partition, not the committed offset",
+        help="check only up to the group's committed offsets, not to the end of each partition",
+    )
+    p.add_argument(
+        "--from-earliest",
+        action="store_true",
+        help="check from the first offset Kafka still holds, not from where the group's first claim began",
     )
     return p
 
@@ -274,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         ns.prefix,
         ns.group or None,
         ns.dead_letter_topic or None,
-        ns.to_end,
+        ns.to_committed,
+        from_earliest=ns.from_earliest,
     )
     sys.stdout.write(render(result))
-    return 0 if result.ok else 1
+    if not result.ok:
+        return 1
+    return 0 if result.complete else EXIT_PENDING
 
 
 def run(argv: list[str] | None = None) -> int:
