@@ -1,4 +1,4 @@
-"""Unit tests: object keys, key sanitising, the stored line, batching and validation."""
+"""Unit tests: object keys, key sanitising, the stored line, batching, claims, formats and validation."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import gzip
 import orjson
 import pytest
 
-from loglake import layout
-from loglake.batch import FlushPolicy, ObjectFormat, PartitionBuffer, to_objects
+from loglake import formats, layout
+from loglake.batch import Batch, FlushPolicy, Rejected
 from loglake.events import Rejection, validate
+from loglake.formats import Recipe, envelope_prefix, stored_line
+from loglake.ledger import Claim, claim_of, object_metadata
 
 
 def test_time_layout_key_is_hive_style_with_padded_first_offset():
@@ -45,7 +47,7 @@ def test_sanitize_never_lets_data_climb_out_of_its_folder(raw, safe):
 
 def test_stored_line_splices_kafka_coordinates_first_and_keeps_the_event():
     value = b'{"event_id":"e1","event_time":"2026-11-24T21:00:00.000Z","event_type":"click","n":1}'
-    line = layout.stored_line(layout.envelope_prefix("log-data", 2), 99, 1700000000000, value)
+    line = stored_line(envelope_prefix("log-data", 2), 99, 1700000000000, value)
     record = orjson.loads(line)
     assert next(iter(record)) == "_kafka"
     assert record["_kafka"] == {"topic": "log-data", "partition": 2, "offset": 99, "timestamp": 1700000000000}
@@ -54,43 +56,80 @@ def test_stored_line_splices_kafka_coordinates_first_and_keeps_the_event():
 
 def test_stored_line_keeps_one_record_per_line_for_pretty_printed_json():
     value = b'{\n  "event_id": "e1",\n  "event_time": "2026-11-24T21:00:00Z",\n  "event_type": "x"\n}\n'
-    line = layout.stored_line(layout.envelope_prefix("t", 0), 1, 5, value)
+    line = stored_line(envelope_prefix("t", 0), 1, 5, value)
     assert b"\n" not in line
     assert orjson.loads(line)["event_id"] == "e1"
 
 
 def test_flush_policy_by_records_bytes_and_age():
-    buffer = PartitionBuffer("t", 0, 10)
+    batch = Batch("t", 0, 10, created=100.0)
     policy = FlushPolicy(max_records=2, max_bytes=1000, max_age=60)
-    buffer.add("dt=x/hour=y", 10, b"{}", 1)
-    assert not policy.due(buffer, buffer.created)
-    buffer.add("dt=x/hour=y", 11, b"{}", 2)
-    assert policy.due(buffer, buffer.created)
-    assert FlushPolicy(100, 3, 60).due(buffer, buffer.created)
-    assert FlushPolicy(100, 1000, 5).due(buffer, buffer.created + 5)
+    batch.add("dt=x/hour=y", 10, 0, b"{}", 1)
+    assert not policy.due(batch, 100.0)
+    batch.reject(Rejected("t", 0, 11, 0, None, b"?", None, "invalid-json", "not JSON"))
+    assert policy.due(batch, 100.0)  # rejected records count as handled
+    assert FlushPolicy(100, 2, 60).due(batch, 100.0)
+    assert FlushPolicy(100, 1000, 5).due(batch, 105.0)
+    assert not FlushPolicy(100, 1000, 5).due(batch, 104.9)
 
 
-def test_one_object_per_lake_partition_with_audit_metadata():
-    buffer = PartitionBuffer("log-data", 1, 100)
-    buffer.add("dt=2026-11-24/hour=21", 100, b'{"a":1}', 1_000)
-    buffer.add_dead_letter(101)
-    buffer.add("dt=2026-11-24/hour=22", 102, b'{"a":2}', 5_000)
-    buffer.add("dt=2026-11-24/hour=21", 103, b'{"a":3}', 2_000)
-    assert buffer.next_offset == 104
-    form = ObjectFormat()
-    objects = {o.key: o for o in to_objects(buffer, form, "g")}
-    first = objects["topics/log-data/dt=2026-11-24/hour=21/log-data+1+00000000000000000100.jsonl.gz"]
-    assert first.metadata["loglake-first-offset"] == "100"
-    assert first.metadata["loglake-last-offset"] == "103"
-    assert first.metadata["loglake-records"] == "2"
-    assert first.metadata["loglake-min-event-time"] == "1970-01-01T00:00:01.000Z"
-    assert first.metadata["loglake-max-event-time"] == "1970-01-01T00:00:02.000Z"
-    assert gzip.decompress(form.body(first.lines)) == b'{"a":1}\n{"a":3}\n'
-    assert "topics/log-data/dt=2026-11-24/hour=22/log-data+1+00000000000000000102.jsonl.gz" in objects
-    assert orjson.loads(ObjectFormat(fmt="json", compression="none").body(first.lines)) == [
-        {"a": 1},
-        {"a": 3},
-    ]
+def sample_batch() -> Batch:
+    batch = Batch("log-data", 1, 100)
+    batch.add("dt=2026-11-24/hour=21", 100, 7, b'{"a":1}', 1_000)
+    batch.reject(Rejected("log-data", 1, 101, 0, None, b"[]", None, "not-an-object", "an array"))
+    batch.add("dt=2026-11-24/hour=22", 102, 8, b'{"a":2}', 5_000)
+    batch.add("dt=2026-11-24/hour=21", 103, 9, b'{"a":3}', 2_000)
+    return batch
+
+
+def test_a_claim_names_one_object_per_lake_folder_with_its_range_and_recipe():
+    batch = sample_batch()
+    assert batch.next == 104 and batch.handled == 4
+    claim = claim_of(batch, Recipe(), "topics", "g")
+    assert (claim.start, claim.end, claim.dead_letters) == (100, 104, 1)
+    first, second = claim.objects
+    assert first.key == "topics/log-data/dt=2026-11-24/hour=21/log-data+1+00000000000000000100.jsonl.gz"
+    assert (first.first, first.last, first.records) == (100, 103, 2)
+    assert second.key == "topics/log-data/dt=2026-11-24/hour=22/log-data+1+00000000000000000102.jsonl.gz"
+    metadata = dict(object_metadata(claim, first))
+    assert metadata["loglake-first-offset"] == "100" and metadata["loglake-last-offset"] == "103"
+    assert metadata["loglake-records"] == "2" and metadata["loglake-claim"] == "100-104"
+    assert metadata["loglake-min-event-time"] == "1970-01-01T00:00:01.000Z"
+    assert metadata["loglake-max-event-time"] == "1970-01-01T00:00:02.000Z"
+    assert Claim.from_json(claim.to_json()) == claim
+
+
+def test_claims_compare_by_what_they_hold_not_by_who_made_them():
+    batch = sample_batch()
+    mine = claim_of(batch, Recipe(), "topics", "g")
+    theirs = Claim.from_json(mine.to_json().replace(mine.writer.encode(), b"other-host-1"))
+    assert theirs.writer != mine.writer and theirs.same_batch(mine)
+    assert not claim_of(batch, Recipe(compression="none"), "topics", "g").same_batch(mine)
+    batch.add("dt=2026-11-24/hour=21", 104, 9, b'{"a":4}', 2_000)
+    assert not claim_of(batch, Recipe(), "topics", "g").same_batch(mine)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "compression"), [("jsonl", "gzip"), ("jsonl", "none"), ("json", "gzip"), ("json", "none")]
+)
+def test_every_format_decodes_what_it_encodes(fmt, compression):
+    recipe = Recipe(format=fmt, compression=compression)
+    records = sample_batch().folders["dt=2026-11-24/hour=21"]
+    body = recipe.codec.encode(envelope_prefix("log-data", 1), records, recipe)
+    assert (body.content_encoding == "gzip") == (compression == "gzip")
+    decoded = list(recipe.codec.decode(body.data))
+    assert [r["_kafka"]["offset"] for r in decoded] == [100, 103]
+    assert [r["a"] for r in decoded] == [1, 3]
+    key = layout.object_key("p", "log-data", "f", 1, 100, recipe.extension)
+    assert formats.format_of_key(key) is recipe.codec
+    if fmt == "jsonl" and compression == "gzip":
+        assert gzip.decompress(body.data).endswith(b',"a":3}\n')
+
+
+def test_recipes_that_cannot_work_are_one_sentence():
+    assert formats.check_recipe(Recipe()) is None
+    assert "compression gzip or none" in formats.check_recipe(Recipe(compression="zstd"))
+    assert "layout 'x'" in formats.check_recipe(Recipe(layout="x"))
 
 
 GOOD = b'{"event_id":"e","event_time":"2026-11-24T21:03:04.123Z","event_type":"click"}'
@@ -129,7 +168,7 @@ def test_validate_names_each_kind_of_bad_record(value, kind):
 
 def test_stored_line_keeps_numbers_exactly_as_produced():
     value = b'{"event_id":"e","n":1E400,"x":0.10000000000000001}'
-    line = layout.stored_line(layout.envelope_prefix("t", 0), 3, 4, value)
+    line = stored_line(envelope_prefix("t", 0), 3, 4, value)
     assert line.endswith(b',"event_id":"e","n":1E400,"x":0.10000000000000001}')
     assert line.startswith(b'{"_kafka":{"topic":"t","partition":0,"offset":3,"timestamp":4},')
 

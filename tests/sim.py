@@ -1,0 +1,421 @@
+"""Stand-ins for Kafka, S3, the dead-letter topic, the worker threads and the clock, so that the lake
+writer's own logic (loglake/consume.py, partition.py, ledger.py) can be driven through any
+interleaving a test chooses: which writer polls, which upload finishes, when the lake fails, when a
+partition moves or is lost. They model what the writer relies on and nothing more: a topic of
+partitions, a group that fences commits of a member that no longer owns a partition (as Kafka does
+by generation), a store with atomic conditional creates (as S3 does), an at-least-once topic for
+dead letters. The real clients are tested against the real stack elsewhere (tests/test_writer.py,
+tests/test_faults_core.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from loglake import formats, layout
+from loglake.batch import Rejected
+from loglake.consume import Writer
+from loglake.lake import Body, LakeRetriable
+from loglake.ledger import Claim, Ledger
+from loglake.metrics import WriterMetrics
+from loglake.partition import DeadLettersPending
+from loglake.settings import WriterSettings
+
+TOPIC = "t"
+
+
+def good(partition: int, offset: int, hour: int = 0) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"e{partition}-{offset}",
+            "event_time": f"2026-01-01T{hour:02d}:00:{offset % 60:02d}.000Z",
+            "event_type": "click",
+        }
+    )
+
+
+@dataclass
+class Rec:
+    """A record as the writer reads it (confluent_kafka.Message's accessors)."""
+
+    _partition: int
+    _offset: int
+    _value: bytes | None
+    _timestamp: int = 1_767_225_600_000
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return b"k"
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp)
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+# -- Kafka: one topic, one group -------------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, partitions: int = 2, id: str = "sim-cluster") -> None:
+        self.id = id
+        self.log: list[list[Rec]] = [[] for _ in range(partitions)]
+        self.committed: dict[int, int] = {}
+        self.owner: dict[int, ScriptedConsumer | None] = dict.fromkeys(range(partitions))
+        self.generation: dict[int, int] = dict.fromkeys(range(partitions), 0)
+        self.commit_history: list[tuple[str, int, int]] = []
+
+    def produce(self, partition: int, count: int, bad_every: int = 0, hour: int = 0) -> None:
+        records = self.log[partition]
+        for _ in range(count):
+            offset = len(records)
+            bad = bad_every and offset % bad_every == bad_every - 1
+            records.append(Rec(partition, offset, b"not json" if bad else good(partition, offset, hour)))
+
+    def give(self, consumer: ScriptedConsumer, partition: int) -> None:
+        """The group hands `partition` to `consumer` (a rebalance); its old owner, if any, must have
+        let go first (revoke) or lost it (session expired)."""
+        assert self.owner[partition] is None, f"partition {partition} is still owned"
+        self.owner[partition] = consumer
+        self.generation[partition] += 1
+        consumer.events.append(("assigned", partition, self.generation[partition]))
+
+    def revoke(self, partition: int) -> None:
+        """A cooperative rebalance takes `partition` from its owner: the owner's next poll runs its
+        revoke callback, after which the partition is free."""
+        owner = self.owner[partition]
+        assert owner is not None
+        owner.events.append(("revoked", partition, 0))
+
+    def expire(self, partition: int) -> ScriptedConsumer:
+        """The owner's session expired (paused past the timeout: a zombie). The group moves on at
+        once; the zombie hears of it only at its next poll, or later."""
+        owner = self.owner[partition]
+        assert owner is not None
+        self.owner[partition] = None
+        self.generation[partition] += 1
+        owner.pending_loss.append(partition)
+        return owner
+
+
+class ScriptedConsumer:
+    """One group member, as the writer's SourceConsumer."""
+
+    def __init__(self, cluster: Cluster, name: str, per_poll: int = 7) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.per_poll = per_poll
+        self.listener: Any = None
+        self.events: deque[tuple[str, int, int]] = deque()
+        self.pending_loss: list[int] = []
+        self.deaf = False  # a zombie that has not noticed yet (SIGSTOP): no callbacks delivered
+        self.positions: dict[int, int | None] = {}
+        self.generations: dict[int, int] = {}
+        self.paused: set[int] = set()
+        self.closed = False
+
+    def check_topic(self) -> int:
+        return len(self.cluster.log)
+
+    def cluster_id(self) -> str:
+        return self.cluster.id
+
+    def subscribe(self, listener: Any) -> None:
+        self.listener = listener
+
+    def poll(self, max_records: int, timeout: float) -> list[Rec]:
+        assert not self.closed
+        if not self.deaf:
+            self._deliver()
+        found: list[Rec] = []
+        for p in sorted(self.positions):
+            if p in self.paused:
+                continue
+            position = self.positions[p]
+            if position is None:
+                committed = self.cluster.committed.get(p, -1)
+                position = committed if committed >= 0 else 0
+            chunk = self.cluster.log[p][position : position + self.per_poll]
+            found.extend(chunk)
+            self.positions[p] = position + len(chunk)
+        return found[:max_records]
+
+    def _deliver(self) -> None:
+        for p in self.pending_loss:
+            if p in self.positions:
+                del self.positions[p]
+                self.listener.lost([p])
+        self.pending_loss.clear()
+        while self.events:
+            kind, p, generation = self.events.popleft()
+            if kind == "assigned":
+                self.positions[p] = None
+                self.generations[p] = generation
+                self.paused.discard(p)
+                self.listener.assigned([p])
+            elif kind == "revoked" and p in self.positions:
+                self.listener.revoked([p])
+                del self.positions[p]
+                self.cluster.owner[p] = None
+
+    def committed(self, partitions: list[int]) -> dict[int, int]:
+        return {p: self.cluster.committed.get(p, -1001) for p in partitions}
+
+    def commit(self, partition: int, next_offset: int) -> bool:
+        c = self.cluster
+        if c.owner.get(partition) is not self or c.generation[partition] != self.generations.get(partition):
+            return False  # fenced, as Kafka fences a member of an old generation
+        c.committed[partition] = next_offset
+        c.commit_history.append((self.name, partition, next_offset))
+        return True
+
+    def seek(self, partition: int, offset: int) -> None:
+        if partition in self.positions:
+            self.positions[partition] = offset
+
+    def pause(self, partitions: list[int]) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, partitions: list[int]) -> None:
+        self.paused.difference_update(partitions)
+
+    def lag(self, partitions: list[int]) -> dict[int, int]:
+        return {p: len(self.cluster.log[p]) - (self.positions.get(p) or 0) for p in partitions}
+
+    def group_lag(self) -> dict[int, int]:
+        return {
+            p: len(rs) - max(0, self.cluster.committed.get(p, 0)) for p, rs in enumerate(self.cluster.log)
+        }
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# -- the lake, the dead letters, the workers ------------------------------------------------------
+
+
+class MemoryStore:
+    """A bucket with atomic conditional creates; `down` makes every call fail like a dead S3."""
+
+    where = "memory://lake"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.down = False
+        self.objects_fail = False  # plain puts (objects) fail, conditional creates (claims) work
+        self.puts: list[str] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise LakeRetriable("the lake is down (simulated)")
+
+    def put(self, key: str, body: Body) -> None:
+        self._check()
+        if self.objects_fail:
+            raise LakeRetriable("the upload failed (simulated)")
+        self._store(key, body)
+
+    def _store(self, key: str, body: Body) -> None:
+        self.objects[key] = (body.data, dict(body.metadata))
+        self.puts.append(key)
+
+    def put_if_absent(self, key: str, body: Body) -> bool:
+        self._check()
+        if key in self.objects:
+            return False
+        self._store(key, body)
+        return True
+
+    def get(self, key: str) -> bytes | None:
+        self._check()
+        found = self.objects.get(key)
+        return found[0] if found else None
+
+    def head(self, key: str) -> dict[str, str] | None:
+        self._check()
+        found = self.objects.get(key)
+        return found[1] if found else None
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        self._check()
+        for key in sorted(self.objects):
+            if key.startswith(prefix) and key > start_after:
+                yield key, len(self.objects[key][0])
+
+    def ensure_bucket(self, create: bool) -> None:
+        self._check()
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryDeadLetters:
+    """The dead-letter topic: at-least-once, with a record-size limit."""
+
+    def __init__(self, limit: int = 10**9) -> None:
+        self.letters: list[Rejected] = []
+        self.down = False
+        self.limit = limit
+
+    def prepare(self, partitions: int) -> None:
+        pass
+
+    def deliver(self, letters: list[Rejected]) -> list[tuple[Rejected, str]]:
+        if self.down:
+            raise DeadLettersPending("the dead-letter topic is down (simulated)")
+        refused = []
+        for letter in letters:
+            if len(letter.value or b"") > self.limit:
+                refused.append((letter, "Broker: Message size too large"))
+            else:
+                self.letters.append(letter)
+        return refused
+
+    def close(self) -> None:
+        pass
+
+
+class ManualWorkers:
+    """Flights wait in a queue until the test runs them (in any order, or never)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.queue: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        self.run_on_wait = True  # a writer blocking on a flight (revoke) gets it run, or times out
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.append((future, fn, args))
+        return future
+
+    def run(self, index: int = 0) -> None:
+        future, fn, args = self.queue.pop(index)
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def run_all(self) -> None:
+        while self.queue:
+            self.run(0)
+
+    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
+        if self.run_on_wait:
+            for i, (future, _fn, _args) in enumerate(self.queue):
+                if future in futures:
+                    self.run(i)
+                    return
+        self.clock.sleep(timeout)
+
+    def shutdown(self) -> None:
+        pass  # abandoned flights stay in the queue: a test may still run them (late uploads)
+
+
+# -- one writer and the world around it ----------------------------------------------------------
+
+
+@dataclass
+class World:
+    partitions: int = 2
+    clock: Clock = field(default_factory=Clock)
+    store: MemoryStore = field(default_factory=MemoryStore)
+    dead: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)
+    cluster: Cluster = field(init=False)
+    names: Iterator[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.cluster = Cluster(self.partitions)
+
+    def writer(self, per_poll: int = 5, **settings: Any) -> tuple[Writer, ScriptedConsumer, ManualWorkers]:
+        defaults = {"topic": TOPIC, "group": "g", "batch_records": 10, "batch_age": 60.0, "idle_flush": 5.0}
+        s = WriterSettings(**(defaults | settings))
+        consumer = ScriptedConsumer(self.cluster, f"w{next(self.names)}", per_poll)
+        workers = ManualWorkers(self.clock)
+        writer = Writer(
+            s,
+            consumer,
+            self.store,
+            self.dead,
+            workers=workers,
+            metrics=WriterMetrics(0),
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            jitter=lambda: 1.0,
+        )
+        writer.start()
+        return writer, consumer, workers
+
+    # -- the oracle --------------------------------------------------------------------------------
+    def stored(self, prefix: str = "topics") -> tuple[Counter[tuple[int, int]], set[tuple[int, int]]]:
+        """(partition, offset) -> copies in lake objects; and the set of dead letters (topic or lake)."""
+        lines: Counter[tuple[int, int]] = Counter()
+        dead = {(d.partition, d.offset) for d in self.dead.letters}
+        dead_prefix = layout.dead_letters_prefix(prefix, TOPIC)
+        for key, (data, _meta) in self.store.objects.items():
+            if key.startswith(dead_prefix):
+                source = orjson.loads(data)["source"]
+                dead.add((source["partition"], source["offset"]))
+                continue
+            codec = formats.format_of_key(key)
+            if codec is None or "/_loglake/" in key:
+                continue
+            for record in codec.decode(data):
+                lines[(record["_kafka"]["partition"], record["_kafka"]["offset"])] += 1
+        return lines, dead
+
+    def problems(self, upto: dict[int, int] | None = None, prefix: str = "topics") -> list[str]:
+        """Every offset below `upto` (default: the end of each partition) stored exactly once."""
+        lines, dead = self.stored(prefix)
+        found = []
+        for p, records in enumerate(self.cluster.log):
+            end = len(records) if upto is None else upto.get(p, 0)
+            for offset in range(end):
+                copies = lines[(p, offset)] + ((p, offset) in dead)
+                if copies != 1:
+                    found.append(f"partition {p} offset {offset}: {copies} copies")
+        stray = [(p, o) for (p, o), n in lines.items() if o >= len(self.cluster.log[p])]
+        found.extend(f"offset {o} of partition {p} in the lake but not in Kafka" for p, o in stray)
+        return found
+
+    def commit_problems(self) -> list[str]:
+        """The group never committed past an offset that is not stored."""
+        committed = {p: max(0, o) for p, o in self.cluster.committed.items()}
+        return self.problems(committed)
+
+    def claims(self, partition: int, prefix: str = "topics") -> list[Claim]:
+        return list(Ledger(self.store, prefix, TOPIC).all(partition))
+
+
+def dead_letter_value(document: bytes) -> bytes:
+    return base64.b64decode(orjson.loads(document)["value"])
