@@ -11,7 +11,7 @@ import pytest
 from loglake.stack.__main__ import ENV_NAMES, compose_env_lines, env_lines
 from loglake.stack.cluster import StackConfig, kafka_properties
 from loglake.stack.services import Instance
-from tests.conftest import create_topic, extra_stack, read_stack_env, stack
+from tests.conftest import BASE_OFFSET, create_topic, extra_stack, read_stack_env, stack
 
 # ---------------------------------------------------------------------------------------- unit
 
@@ -130,7 +130,7 @@ def test_s3_put_get_list(stack_env, s3):
 @pytest.mark.integration
 def test_up_twice_starts_no_second_copy(stack_env):
     before = stack("status").stdout
-    stack("up")
+    stack("up", "--port-offset", str(BASE_OFFSET))  # the suite's instance runs at the test offset
     assert stack("status").stdout == before  # same pids, all answering
 
 
