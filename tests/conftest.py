@@ -16,23 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from loglake.stack.__main__ import ENV_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-STACK_ENV_KEYS = (
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-    "LAKE_BUCKET",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_CAFILE",
-    "AWS_CA_BUNDLE",
-    "LOGLAKE_KAFKA_CLIENT_PROPERTIES",
-)
+STACK_ENV_KEYS = ENV_NAMES  # every variable `scripts/stack env` may print
 
 
 STACK_NAME = os.environ.get("LOGLAKE_STACK_NAME", "default")

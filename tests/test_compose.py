@@ -1,12 +1,18 @@
-"""docker-compose.yml: the properties a new user depends on, and no drift from the native stack.
+"""docker-compose.yml: what a new user depends on, per profile, and no drift from the native stack.
 
-(The real Compose parser checks the file for every profile in scripts/check-compose, which
-scripts/test runs; these tests check what the parser does not: pins, health, order, listeners.)
+scripts/check-compose runs the real Compose parser on every profile (scripts/test runs it first);
+these tests check what the parser cannot: which topics the init jobs create and with how many
+replicas, where Kafka writes, which ports are exposed, how much disk a forgotten stack can fill.
+The init job's shell script is run here for real, with stand-ins for Kafka's command-line tools.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,9 +22,33 @@ from loglake import defaults
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-SERVICES = COMPOSE["services"]
+SERVICES: dict[str, dict] = COMPOSE["services"]
+PROFILES = ("default", *sorted({p for s in SERVICES.values() for p in s.get("profiles", [])}))
 # Confluent Platform 7.9 ships Apache Kafka 3.9 (Confluent's version table)
 CP_TO_KAFKA = {"7.9": "3.9"}
+INFRA = ("zookeeper", "kafka", "kafka-2", "kafka-3", "kafka-kraft", "minio", "versitygw")
+GIB = 1024**3
+
+
+def services_of(profile: str) -> dict[str, dict]:
+    """The services `docker compose [--profile P] up` starts."""
+    return {
+        name: s for name, s in SERVICES.items() if not s.get("profiles") or profile in s.get("profiles", [])
+    }
+
+
+def brokers_of(profile: str) -> dict[str, dict]:
+    return {
+        name: s
+        for name, s in services_of(profile).items()
+        if "KAFKA_ADVERTISED_LISTENERS" in s.get("environment", {}) and not name.startswith("init")
+    }
+
+
+def env_default(value) -> str:
+    """The value of `${VAR:-default}` when VAR is not set, or the value itself."""
+    match = re.fullmatch(r"\$\{[A-Z_]+:-([^}]*)\}", str(value))
+    return match.group(1) if match else str(value)
 
 
 def image_of(name: str) -> tuple[str, str]:
@@ -27,101 +57,285 @@ def image_of(name: str) -> tuple[str, str]:
     return repo, tag
 
 
-def test_no_version_key_and_every_image_pinned():
-    assert "version" not in COMPOSE
-    for name, service in SERVICES.items():
-        repo, tag = image_of(name)
-        assert repo and tag and tag != "latest", (
-            f"{name}: image {service['image']} is not pinned to a version"
+# ------------------------------------------------------------------------------ the topic init job
+
+
+def write_tool(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+
+
+def run_init_topic(tmp_path: Path, answering: int, existing_rf: int | None = None):
+    """Run init-topic's script with `answering` extra brokers reachable; return (result, calls)."""
+    script = SERVICES["init-topic"]["command"][0].replace("$$", "$")
+    assert 'others="kafka-2:29092 kafka-3:29092"' in script, "init-topic no longer probes kafka-2/kafka-3"
+    listeners, others = [], []
+    for i in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        others.append(f"127.0.0.1:{sock.getsockname()[1]}")
+        if i < answering:
+            sock.listen()
+            listeners.append(sock)
+        else:
+            sock.close()  # a port nobody listens on: this broker does not exist
+    script = script.replace('others="kafka-2:29092 kafka-3:29092"', f'others="{" ".join(others)}"')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    write_tool(
+        bin_dir,
+        "kafka-broker-api-versions",
+        f"for i in $(seq {1 + answering}); do echo 'b (id: '$i' rack: null) -> ('; done\n",
+    )
+    # kafka-topics: record each call; --describe answers with the RF it was created with (or an older one)
+    write_tool(
+        bin_dir,
+        "kafka-topics",
+        f'echo "$*" >> {calls}\n'
+        'if [[ " $* " == *" --describe "* ]]; then\n'
+        '  topic=$(sed -n "s/.*--topic \\([^ ]*\\).*/\\1/p" <<< "$*")\n'
+        f"  rf={existing_rf or ''}\n"
+        f'  [ -n "$rf" ] || rf=$(grep -- "--create .*--topic $topic " {calls} | sed -n "s/.*--replication-factor \\([0-9]*\\).*/\\1/p")\n'
+        '  printf "Topic: %s\\tTopicId: x\\tPartitionCount: 3\\tReplicationFactor: %s\\tConfigs:\\n" "$topic" "$rf"\n'
+        "fi\n",
+    )
+    try:
+        result = subprocess.run(
+            ["bash", "-c", script],
+            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        for sock in listeners:
+            sock.close()
+    created = {}
+    for line in calls.read_text().splitlines() if calls.exists() else []:
+        if "--create" in line:
+            words = shlex.split(line)
+            topic = words[words.index("--topic") + 1]
+            created[topic] = {
+                "rf": int(words[words.index("--replication-factor") + 1]),
+                "partitions": int(words[words.index("--partitions") + 1]),
+                "configs": dict(w.split("=", 1) for i, w in enumerate(words) if words[i - 1] == "--config"),
+            }
+    return result, created
+
+
+@pytest.mark.parametrize("profile", ["default", "cluster"])
+def test_init_topic_creates_every_topic_with_one_replica_per_broker(tmp_path, profile):
+    brokers = len(brokers_of(profile))
+    assert brokers == (3 if profile == "cluster" else 1)
+    result, created = run_init_topic(tmp_path, answering=brokers - 1)
+    assert result.returncode == 0, result.stderr
+    topic, dlq = defaults.TOPIC, defaults.TOPIC + defaults.DEAD_LETTER_SUFFIX
+    assert set(created) == {"__consumer_offsets", topic, dlq}
+    for name in ("__consumer_offsets", topic, dlq):
+        assert created[name]["rf"] == brokers, f"{profile}: {name} has RF {created[name]['rf']}"
+    for name in (topic, dlq):
+        assert created[name]["partitions"] == defaults.TOPIC_PARTITIONS
+        assert created[name]["configs"]["min.insync.replicas"] == ("2" if brokers == 3 else "1")
+    assert created["__consumer_offsets"]["configs"]["cleanup.policy"] == "compact"
+    offsets_partitions = min(
+        int(b["environment"]["KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS"]) for b in brokers_of(profile).values()
+    )
+    assert created["__consumer_offsets"]["partitions"] == offsets_partitions
+
+
+def test_init_topic_refuses_topics_left_by_another_profile(tmp_path):
+    result, _ = run_init_topic(tmp_path, answering=2, existing_rf=1)
+    assert result.returncode == 1
+    assert "docker compose down -v" in result.stderr
+
+
+def test_init_topic_waits_for_every_broker_of_the_cluster_profile():
+    deps = SERVICES["init-topic"]["depends_on"]
+    for broker in brokers_of("cluster"):
+        assert deps[broker]["condition"] == "service_healthy", broker
+        if broker not in brokers_of("default"):
+            assert deps[broker]["required"] is False, f"{broker} would be needed without the profile"
+    script = SERVICES["init-topic"]["command"][0]
+    probed = re.search(r'others="([^"]*)"', script).group(1).split()
+    internal = [
+        SERVICES[b]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split("INTERNAL://")[1].split(",")[0]
+        for b in brokers_of("cluster")
+        if b not in brokers_of("default")
+    ]
+    assert probed == internal
+
+
+def test_kraft_profile_creates_its_topics_on_its_own_broker():
+    init = SERVICES["init-kraft"]
+    assert init["profiles"] == ["kraft"]
+    assert init["depends_on"]["kafka-kraft"]["condition"] == "service_healthy"
+    script = init["command"][0]
+    assert "--bootstrap-server kafka-kraft:29092" in script
+    assert re.search(r"for topic in log-data log-data\.dlq; do", script)
+    brokers = [b for b in brokers_of("kraft") if "KAFKA_PROCESS_ROLES" in SERVICES[b]["environment"]]
+    assert brokers == ["kafka-kraft"]
+    assert "--replication-factor 1" in script
+    assert SERVICES["kafka-kraft"]["environment"]["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+
+
+# ------------------------------------------------------------------------------- brokers and disk
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_kafka_writes_inside_its_mounted_volume(profile):
+    for name, broker in brokers_of(profile).items():
+        log_dirs = broker["environment"].get("KAFKA_LOG_DIRS")
+        assert log_dirs, f"{name}: no KAFKA_LOG_DIRS, the image's default is outside the volume"
+        mounts = [m.split(":", 1)[1] for m in broker["volumes"]]
+        assert any(log_dirs == m or log_dirs.startswith(m.rstrip("/") + "/") for m in mounts), (
+            f"{name}: KAFKA_LOG_DIRS={log_dirs} is not inside a mounted volume {mounts}"
         )
 
 
-def test_minio_images_pinned_by_tag_and_digest():
-    for name in ("minio", "init-bucket"):
-        image = SERVICES[name]["image"]
-        assert image.startswith("quay.io/minio/") and re.search(
-            r":RELEASE\.[^@]+@sha256:[0-9a-f]{64}$", image
-        ), image
+@pytest.mark.parametrize("profile", PROFILES)
+def test_retention_by_time_and_size_bounds_every_broker(profile):
+    for name, broker in brokers_of(profile).items():
+        env = broker["environment"]
+        hours, per_partition = int(env["KAFKA_LOG_RETENTION_HOURS"]), int(env["KAFKA_LOG_RETENTION_BYTES"])
+        segment = int(env["KAFKA_LOG_SEGMENT_BYTES"])
+        assert 0 < hours <= 168, name
+        # only closed segments are deleted: a segment must be small next to the limit, and roll in time
+        assert segment <= per_partition / 2, name
+        assert int(env["KAFKA_LOG_ROLL_HOURS"]) <= hours, name
+        worst = 2 * defaults.TOPIC_PARTITIONS * (per_partition + segment)  # log-data and its .dlq
+        assert worst < 3 * GIB, f"{name}: its topics may hold {worst / GIB:.1f} GiB"
 
 
-def test_every_long_running_service_has_a_healthcheck():
-    for name in ("zookeeper", "kafka", "minio", "kafka-2", "kafka-3", "kafka-kraft", "seaweedfs"):
-        assert SERVICES[name]["healthcheck"]["test"], name
+def test_zookeeper_session_expires_within_seconds():
+    for name, broker in brokers_of("cluster").items():
+        assert int(broker["environment"]["KAFKA_ZOOKEEPER_SESSION_TIMEOUT_MS"]) <= 6000, name
 
 
-def test_init_runs_after_health_and_apps_after_init():
-    assert SERVICES["kafka"]["depends_on"]["zookeeper"]["condition"] == "service_healthy"
-    assert SERVICES["init-topic"]["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert SERVICES["init-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+def test_the_demo_producer_stops_by_itself_and_stays_small():
+    env = SERVICES["producer"]["environment"]
+    rate, duration = int(env_default(env["LOGLAKE_RATE"])), int(env_default(env["LOGLAKE_DURATION"]))
+    assert 0 < duration <= 4 * 3600
+    assert rate * duration * 800 < 0.5 * GIB  # ~712 bytes an event, plus record overhead
+    assert SERVICES["producer"]["restart"].startswith("on-failure")  # a clean exit stays stopped
+
+
+def test_the_demo_writer_makes_few_objects_an_hour():
+    env = SERVICES["writer"]["environment"]
+    batch_age = int(env_default(env["LOGLAKE_BATCH_AGE"]))
+    partitions = defaults.TOPIC_PARTITIONS
+    per_hour = partitions * (3600 / batch_age) + partitions  # + a cut at each hour boundary
+    assert per_hour <= 30, f"{per_hour:.0f} objects an hour at the demo rate"
+    assert "--batch-age" not in " ".join(SERVICES["writer"]["command"])
+
+
+# ------------------------------------------------------------------------ exposure and operations
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_published_port_is_on_loopback(profile):
+    for name, service in services_of(profile).items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_restart_policies():
+    for name in INFRA:
+        assert SERVICES[name]["restart"] == "unless-stopped", name
+    for name in ("producer", "writer"):
+        assert re.fullmatch(r"on-failure:\d+", SERVICES[name]["restart"]), name
+    for name in ("init-topic", "init-bucket", "init-kraft"):
+        assert SERVICES[name]["restart"] == "no", name
+
+
+def test_healthchecks_are_cheap_and_everywhere():
+    for name in INFRA:
+        test = " ".join(SERVICES[name]["healthcheck"]["test"])
+        assert not re.search(r"kafka-[a-z-]+|zkServer\.sh|java", test), f"{name}: a JVM per healthcheck"
+        assert SERVICES[name]["healthcheck"]["interval"] in ("5s", "10s")
+
+
+def test_apps_are_rebuilt_and_start_after_the_init_jobs():
     for app in ("producer", "writer"):
-        deps = SERVICES[app]["depends_on"]
+        service = SERVICES[app]
+        assert service["build"] == "." and service["pull_policy"] == "build"
+        deps = service["depends_on"]
         assert deps["init-topic"]["condition"] == "service_completed_successfully"
         assert deps["init-bucket"]["condition"] == "service_completed_successfully"
-        assert SERVICES[app]["restart"] == "on-failure"
-        assert SERVICES[app]["build"] == "."
-
-
-def test_init_is_idempotent():
-    assert "--if-not-exists" in " ".join(SERVICES["init-topic"]["command"])
+    assert SERVICES["kafka"]["depends_on"]["zookeeper"]["condition"] == "service_healthy"
+    assert SERVICES["init-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
     assert "mc mb --ignore-existing" in " ".join(SERVICES["init-bucket"]["command"])
-
-
-def test_kafka_has_a_listener_for_containers_and_one_for_the_host():
-    env = SERVICES["kafka"]["environment"]
-    assert "INTERNAL://kafka:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
-    assert "EXTERNAL://localhost:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
-    assert env["KAFKA_ZOOKEEPER_CONNECT"] == "zookeeper:2181"
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
-    assert SERVICES["producer"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"
 
 
 def test_every_network_and_volume_used_is_declared():
     networks = set(COMPOSE["networks"])
     volumes = set(COMPOSE["volumes"])
     for name, service in SERVICES.items():
-        assert set(service.get("networks", [])) <= networks, name
         assert service.get("networks"), f"{name} joins no network"
+        assert set(service["networks"]) <= networks, name
         for mount in service.get("volumes", []):
-            source = mount.split(":", 1)[0]
-            assert source in volumes, f"{name}: volume {source} is not declared"
+            assert mount.split(":", 1)[0] in volumes, f"{name}: volume {mount} is not declared"
 
 
-def test_profiles_cluster_kraft_and_alternative_s3():
-    profiles = {p for s in SERVICES.values() for p in s.get("profiles", [])}
-    assert profiles == {"cluster", "kraft", "seaweedfs"}
-    cluster_init = " ".join(SERVICES["init-cluster"]["command"])
-    assert "--replication-factor 3" in cluster_init and "min.insync.replicas=2" in cluster_init
-    assert "KAFKA_ZOOKEEPER_CONNECT" not in SERVICES["kafka-kraft"]["environment"]
+def test_kafka_has_a_listener_for_containers_and_one_for_the_host():
+    env = SERVICES["kafka"]["environment"]
+    assert "INTERNAL://kafka:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "EXTERNAL://localhost:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert SERVICES["producer"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"
+
+
+# -------------------------------------------------------------------------- images and the lake
+
+
+def test_every_image_pinned_and_third_party_registries_by_digest():
+    assert "version" not in COMPOSE
+    for name, service in SERVICES.items():
+        if "image" not in service:
+            continue
+        repo, tag = image_of(name)
+        assert repo and tag and tag != "latest", f"{name}: {service['image']} is not pinned"
+        if repo.startswith(("quay.io/", "ghcr.io/")):
+            assert re.search(r"@sha256:[0-9a-f]{64}$", service["image"]), f"{name}: no digest"
+
+
+def test_the_writer_can_use_the_second_lake_through_a_variable():
+    assert SERVICES["writer"]["environment"]["AWS_ENDPOINT_URL"] == "${LAKE_ENDPOINT_URL:-http://minio:9000}"
+    store = SERVICES["versitygw"]
+    assert store["profiles"] == ["versitygw"]
+    assert "7070" in store["command"][store["command"].index("--port") + 1]
+    env = store["environment"]
+    assert env["ROOT_ACCESS_KEY_ID"].startswith("${LAKE_ACCESS_KEY_ID")
+    assert env["ROOT_SECRET_ACCESS_KEY"].startswith("${LAKE_SECRET_ACCESS_KEY")
 
 
 def test_versions_ports_names_match_the_native_stack():
     repo, tag = image_of("kafka")
     assert repo == "confluentinc/cp-kafka"
-    assert CP_TO_KAFKA[".".join(tag.split(".")[:2])] == ".".join(
-        defaults.KAFKA_ZOOKEEPER_MODE_VERSION.split(".")[:2]
-    )
+    minor = ".".join(defaults.KAFKA_ZOOKEEPER_MODE_VERSION.split(".")[:2])
+    assert CP_TO_KAFKA[".".join(tag.split(".")[:2])] == minor
     assert image_of("kafka-kraft") == ("apache/kafka", defaults.KAFKA_KRAFT_MODE_VERSION)
-    assert image_of("zookeeper") == ("zookeeper", defaults.ZOOKEEPER_VERSION)
+    # the official image has 3.9.6; Maven Central does not serve all of 3.9.6's jars, so the
+    # native stack stays on an earlier 3.9 patch (docs/compose.md says so)
+    zk_repo, zk_tag = image_of("zookeeper")
+    assert zk_repo == "zookeeper" and zk_tag.split(".")[:2] == defaults.ZOOKEEPER_VERSION.split(".")[:2]
     published = {
-        name: int(SERVICES[name]["ports"][0].split(":")[0])
+        name: int(SERVICES[name]["ports"][0].split(":")[1])
         for name in ("kafka", "kafka-2", "kafka-3", "minio")
     }
     assert (published["kafka"], published["kafka-2"], published["kafka-3"]) == defaults.KAFKA_PORTS
     assert published["minio"] == defaults.S3_PORT
-    init = " ".join(SERVICES["init-topic"]["command"])
-    assert f"--topic {defaults.TOPIC} --partitions {defaults.TOPIC_PARTITIONS}" in init
-    assert f"--topic {defaults.TOPIC}{defaults.DEAD_LETTER_SUFFIX} " in init
     assert f"lake/{defaults.BUCKET}" in " ".join(SERVICES["init-bucket"]["command"])
     env = SERVICES["writer"]["environment"]
     assert env["LAKE_BUCKET"] == defaults.BUCKET and env["LOGLAKE_TOPIC"] == defaults.TOPIC
     assert env["LOGLAKE_GROUP"] == defaults.CONSUMER_GROUP
 
 
-def test_app_variables_are_the_ones_the_settings_read():
-    settings_text = (REPO / "loglake" / "settings.py").read_text()
-    for name in SERVICES["writer"]["environment"]:
-        if name.startswith(("KAFKA_", "AWS_", "LAKE_")):
-            assert f'"{name}"' in settings_text, f"{name} is not read by loglake/settings.py"
+def test_app_variables_are_ones_the_scripts_read():
+    sources = "".join(p.read_text() for p in (REPO / "loglake").glob("*.py"))
+    for app in ("producer", "writer"):
+        for name in SERVICES[app]["environment"]:
+            assert f'"{name}"' in sources, f"{app}: {name} is read by no loglake module"
 
 
 def test_dev_credentials_in_env_file_are_the_documented_defaults():
@@ -139,3 +353,9 @@ def test_dockerfile_is_slim_non_root_with_cached_requirements(field):
     text = (REPO / "Dockerfile").read_text()
     assert field in text
     assert text.index("RUN pip install -r requirements.txt") < text.index("COPY loglake/")
+
+
+def test_check_compose_covers_every_profile():
+    assert {"cluster", "kraft", "versitygw"} <= set(PROFILES)
+    checked = re.search(r'for profile in "" ([a-z -]+); do', (REPO / "scripts" / "check-compose").read_text())
+    assert set(PROFILES) - {"default"} <= set(checked.group(1).split())

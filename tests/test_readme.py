@@ -1,4 +1,11 @@
-"""Every command the README shows exists: scripts, subcommands and the flags they pass."""
+"""Every command that README.md and docs/*.md show exists, with every flag it passes.
+
+Each command line of a ```bash block is parsed and checked by what it runs: our scripts against their
+`--help`, `scripts/stack` against its subcommands, `docker compose` against the real Compose binary's
+help and the services of docker-compose.yml, Kafka's tools against their own help (from the same jars
+the native stack runs). A command nobody knows how to check fails the test, and each kind of check
+must have found commands: the test never passes because nothing matched.
+"""
 
 from __future__ import annotations
 
@@ -6,82 +13,293 @@ import re
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from functools import cache
 from pathlib import Path
 
+import pytest
+import yaml
+
+from loglake.stack import fetch
+
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+COMPOSE_BINARY = REPO / ".stack" / "cache" / "compose-v2.40.3" / "docker-compose"
+KAFKA_JARS = REPO / ".stack" / "cache" / "kafka-3.9.2" / ".complete"
+# commands shown for what they are, not for a flag of ours: only their existence matters
+UNCHECKED = {"printf", ".venv/bin/ruff"}
 
 
-def shell_commands() -> list[list[str]]:
+def commands_of(text: str) -> list[list[str]]:
+    """The simple commands of a page's bash blocks, as words (heredoc bodies and comments left out)."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
-        text = block.replace("\\\n", " ")
-        for line in text.splitlines():
-            line = line.split(" #", 1)[0].strip()
-            if not line or line.startswith(("#", "<<", "PY", "import", "s3", "for ", "meta", "print")):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        lines, skip_until = [], None
+        for line in block.replace("\\\n", " ").splitlines():
+            if skip_until:
+                skip_until = None if line.strip() == skip_until else skip_until
                 continue
-            try:
-                words = shlex.split(line)
-            except ValueError:
-                continue
+            heredoc = re.search(r"<<\s*'?(\w+)'?", line)
+            if heredoc:
+                skip_until = heredoc.group(1)
+                line = line[: heredoc.start()]
+            lines.append(line)
+        for line in lines:
+            words = shlex.split(line, comments=True)
             command: list[str] = []
             for word in [*words, "&&"]:
                 if word in ("&&", "||", "|", ";"):
                     if command:
-                        commands.append(command)
+                        commands.extend(unwrap(command))
                     command = []
                 else:
                     command.append(word)
     return commands
 
 
+def unwrap(words: list[str]) -> list[list[str]]:
+    """`eval "$(cmd)"` is cmd; `NAME=value cmd` is cmd."""
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+        words = words[1:]
+    if words[:1] == ["eval"] and len(words) == 2 and words[1].startswith("$("):
+        return [shlex.split(words[1][2:-1])]
+    return [words] if words else []
+
+
+def all_commands() -> list[tuple[str, list[str]]]:
+    return [(page.name, words) for page in PAGES for words in commands_of(page.read_text())]
+
+
+def has_flag(flag: str, text: str) -> bool:
+    """A whole flag: `--rate` is not found in `--rate-limit`, nor `-d` in `-db`."""
+    return re.search(r"(?<![\w-])" + re.escape(flag) + r"(?![\w-])", text) is not None
+
+
 @cache
 def help_of(*command: str) -> str:
-    result = subprocess.run([*command, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, f"{' '.join(command)} --help failed: {result.stderr}"
-    return result.stdout
+    result = subprocess.run([*command, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return result.stdout + result.stderr
 
 
-def flags(words: list[str]) -> list[str]:
-    return [w.split("=", 1)[0] for w in words if w.startswith("--")]
+# ------------------------------------------------------------------------------------ checkers
 
 
-def test_the_readme_shows_commands():
-    assert len(shell_commands()) > 30
+def check_script(words: list[str], where: str) -> str:
+    """`[.venv/bin/]python faking_data.py|receive_faking_data.py FLAGS` or `python -m loglake verify FLAGS`."""
+    if words[1:4] == ["-m", "loglake", "verify"]:
+        text, rest, name = help_of(sys.executable, "-m", "loglake", "verify"), words[4:], "verify"
+    elif words[1:3] == ["-m", "pytest"]:
+        return "pytest"
+    elif words[1:2] == ["-"]:
+        return "python-stdin"
+    else:
+        name = words[1]
+        assert name in ("faking_data.py", "receive_faking_data.py"), f"{where}: unknown script {words}"
+        text, rest = help_of(sys.executable, str(REPO / name)), words[2:]
+    for word in rest:
+        if word.startswith("-"):
+            flag = word.split("=", 1)[0]
+            assert has_flag(flag, text), f"{where}: {name} has no flag {flag}"
+    return "script"
 
 
-def test_scripts_and_their_flags_exist():
-    checked = 0
-    for words in shell_commands():
-        for i, word in enumerate(words):
-            if word.endswith(("faking_data.py", "receive_faking_data.py")):
-                script = word.rsplit("/", 1)[-1]
-                text = help_of(sys.executable, script)
-                for flag in flags(words[i + 1 :]):
-                    assert flag in text, f"README: {script} has no flag {flag}"
-                checked += 1
-            elif word == "scripts/stack":
-                rest = words[i + 1 :]
-                while rest and rest[0].startswith("--"):
-                    rest = rest[2:] if rest[0] in ("--name", "--home") else rest[1:]
-                if not rest:
-                    continue
-                command = rest[0]
-                assert command in help_of(str(REPO / "scripts" / "stack")), f"README: scripts/stack {command}"
-                if command in ("up", "down", "kill", "start"):
-                    text = help_of(str(REPO / "scripts" / "stack"), command)
-                    for flag in flags(rest[1:]):
-                        assert flag in text, f"README: scripts/stack {command} has no flag {flag}"
-                checked += 1
-            elif word.startswith("scripts/") or word.startswith(".ci/"):
-                assert (REPO / word).exists(), f"README names {word}, which does not exist"
-    assert checked > 10
+def check_stack(words: list[str], where: str) -> str:
+    stack = str(REPO / "scripts" / "stack")
+    rest = words[1:]
+    while rest and rest[0].startswith("-"):
+        assert has_flag(rest[0], help_of(stack)), f"{where}: scripts/stack has no option {rest[0]}"
+        rest = rest[2:] if rest[0] in ("--name", "--home") else rest[1:]
+    assert rest, f"{where}: scripts/stack without a command"
+    command = rest[0]
+    assert re.search(r"\{[a-z,]*\b" + command + r"\b", help_of(stack)), f"{where}: no scripts/stack {command}"
+    if command == "kafka":
+        check_kafka_tool(rest[1:], where)
+        return "kafka-tool"
+    text = help_of(stack, command)
+    for word in rest[1:]:
+        if word.startswith("-"):
+            assert has_flag(word.split("=", 1)[0], text), (
+                f"{where}: scripts/stack {command} has no flag {word}"
+            )
+    return "stack"
 
 
-def test_verify_flags_exist():
-    text = help_of(sys.executable, "-m", "loglake", "verify")
-    for words in shell_commands():
-        if words[1:4] == ["-m", "loglake", "verify"]:
-            for flag in flags(words[4:]):
-                assert flag in text, f"README: verify has no flag {flag}"
+@cache
+def compose_help(*sub: str) -> dict[str, bool]:
+    """{flag: takes a value} from the real Compose binary's help of `docker compose SUB`."""
+    text = help_of(str(COMPOSE_BINARY), *sub)
+    flags = {}
+    for match in re.finditer(r"^\s+(?:(-\w), )?(--[\w-]+)(?: (\w+))?", text, flags=re.M):
+        short, long, kind = match.groups()
+        for flag in (short, long):
+            if flag:
+                flags[flag] = kind is not None
+    assert flags, f"no options in the help of docker compose {' '.join(sub)}"
+    return flags
+
+
+def check_compose(words: list[str], where: str) -> str:
+    assert words[1] == "compose", f"{where}: only `docker compose` is shown, not {words}"
+    if not COMPOSE_BINARY.exists():
+        pytest.skip("the Compose binary is built by scripts/check-compose (scripts/test runs it first)")
+    rest, profiles = words[2:], []
+    global_flags = compose_help()
+    while rest and rest[0].startswith("-"):
+        flag = rest[0]
+        assert flag in global_flags, f"{where}: docker compose has no option {flag}"
+        if flag == "--profile":
+            profiles.append(rest[1])
+        rest = rest[2:] if global_flags[flag] else rest[1:]
+    declared = {p for s in COMPOSE["services"].values() for p in s.get("profiles", [])}
+    assert set(profiles) <= declared, f"{where}: no profile {profiles} in docker-compose.yml"
+    sub, rest = rest[0], rest[1:]
+    sub_flags = compose_help(sub)
+    operands = []
+    while rest:
+        word = rest[0]
+        if word.startswith("-") and not operands:
+            flag = word.split("=", 1)[0]
+            assert flag in sub_flags, f"{where}: docker compose {sub} has no flag {flag}"
+            if flag == "--scale":
+                assert rest[1].split("=")[0] in COMPOSE["services"], f"{where}: --scale {rest[1]}"
+            rest = rest[1:] if "=" in word or not sub_flags[flag] else rest[2:]
+            continue
+        operands.append(word)
+        rest = rest[1:]
+        if sub in ("exec", "run"):
+            break
+    for service in operands:
+        assert service in COMPOSE["services"], f"{where}: docker-compose.yml has no service {service}"
+        wanted = COMPOSE["services"][service].get("profiles")
+        assert not wanted or set(wanted) & set(profiles), (
+            f"{where}: service {service} needs --profile {wanted[0]}"
+        )
+    if sub in ("exec", "run"):
+        assert operands, f"{where}: docker compose {sub} without a service"
+        inside = rest
+        if inside and inside[0] == "python":
+            check_script(inside, where)
+        elif inside:
+            check_kafka_tool(inside, where)
+    return "compose"
+
+
+def check_kafka_tool(words: list[str], where: str) -> None:
+    """A Kafka tool (`kafka-topics`, `/opt/kafka/bin/kafka-topics.sh`, ...) and its flags."""
+    tool = words[0].rsplit("/", 1)[-1].removesuffix(".sh")
+    assert tool in fetch.TOOLS, f"{where}: {words[0]} is none of Kafka's tools this test knows"
+    if not KAFKA_JARS.exists():
+        pytest.skip("Kafka's jars are fetched by scripts/stack up (scripts/test does it first)")
+    stack = str(REPO / "scripts" / "stack")
+    text = help_of(stack, "kafka", tool)
+    subcommand = next(
+        (w for w in words[1:] if not w.startswith("-") and not words[words.index(w) - 1].startswith("-")),
+        None,
+    )
+    if subcommand and re.search(r"\{[\w,-]*\b" + subcommand + r"\b", text):
+        text += help_of(stack, "kafka", tool, subcommand)
+    for i, word in enumerate(words[1:], start=1):
+        if word.startswith("--"):
+            assert has_flag(word, text), f"{where}: {tool} has no flag {word}"
+        if words[i - 1] == "--property":
+            key = word.split("=", 1)[0]
+            assert has_flag(key, text), f"{where}: {tool} knows no property {key}"
+
+
+def check(words: list[str], where: str) -> str:
+    head = words[0]
+    if head in ("python", ".venv/bin/python"):
+        return check_script(words, where)
+    if head == "scripts/stack":
+        return check_stack(words, where)
+    if head == "docker":
+        return check_compose(words, where)
+    if head.startswith(("scripts/", ".ci/")):
+        assert (REPO / head).is_file(), f"{where}: {head} does not exist"
+        for word in words[1:]:
+            if word.startswith("tests/"):
+                assert (REPO / word.split("::")[0]).exists(), f"{where}: {word} does not exist"
+        return "repo-script"
+    if head == "make":
+        makefile = (REPO / "Makefile").read_text()
+        for target in words[1:]:
+            assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), (
+                f"{where}: no make target {target}"
+            )
+        return "make"
+    assert head in UNCHECKED, f"{where}: nobody checks command {head!r}; teach tests/test_readme.py about it"
+    return "unchecked"
+
+
+# -------------------------------------------------------------------------------------- tests
+
+
+def test_the_parser_finds_commands_on_every_page():
+    found = Counter(page for page, _ in all_commands())
+    for page in (
+        "README.md",
+        "producer.md",
+        "lake-writer.md",
+        "native-stack.md",
+        "compose.md",
+        "development.md",
+    ):
+        assert found[page] > 0, f"no bash command found in {page}"
+    assert found["README.md"] > 40
+
+
+def test_a_missing_flag_or_command_fails():
+    """The checks bite: made-up flags, subcommands, services and tools are refused."""
+    for words in (
+        [".venv/bin/python", "faking_data.py", "--rate-limit", "5"],
+        ["python", "receive_faking_data.py", "--exit-when"],
+        ["scripts/stack", "env", "--composer"],
+        ["scripts/stack", "teleport"],
+        ["scripts/nothing"],
+        ["make", "pictures"],
+        ["curl", "http://localhost:9000"],
+    ):
+        with pytest.raises(AssertionError):
+            check(words, "made-up")
+
+
+def test_a_missing_compose_flag_service_or_kafka_flag_fails():
+    for words in (
+        ["docker", "compose", "up", "--detach-all"],
+        ["docker", "compose", "exec", "broker", "kafka-topics"],
+        ["docker", "compose", "--profile", "galaxy", "up"],
+        ["docker", "compose", "kill", "kafka-2"],  # a profile's service without its --profile
+        ["docker", "compose", "exec", "kafka", "kafka-topics", "--bootstrap-servers", "kafka:29092"],
+        ["docker", "compose", "exec", "kafka", "kafka-console-consumer", "--property", "print.colour=true"],
+    ):
+        with pytest.raises(AssertionError):
+            check(words, "made-up")
+
+
+def test_every_documented_command_exists():
+    kinds = Counter(check(words, f"{page}: {' '.join(words)}") for page, words in all_commands())
+    # each kind of check ran on real commands, so none of them passed for want of matches
+    assert kinds["script"] >= 10, kinds
+    assert kinds["stack"] >= 10, kinds
+    assert kinds["compose"] >= 30, kinds
+    assert kinds["kafka-tool"] >= 3, kinds
+    assert kinds["repo-script"] >= 3, kinds
+
+
+def test_readme_links_to_every_reference_page():
+    readme = (REPO / "README.md").read_text()
+    for page in (
+        "producer",
+        "lake-writer",
+        "guarantees",
+        "compose",
+        "native-stack",
+        "performance",
+        "development",
+    ):
+        assert (REPO / "docs" / f"{page}.md").exists(), page
+        assert f"](docs/{page}.md" in readme, f"README does not link docs/{page}.md"
+    assert "](docs/geo.md)" in readme
+    for picture in re.findall(r"\]\((Image/[^)]+)\)", readme):
+        assert (REPO / picture).exists(), picture

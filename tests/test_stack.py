@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 
+from loglake.stack.__main__ import ENV_NAMES, compose_env_lines, env_lines
 from loglake.stack.cluster import StackConfig, kafka_properties
-from tests.conftest import create_topic, extra_stack, read_stack_env, stack
+from loglake.stack.services import Instance
+from tests.conftest import BASE_OFFSET, create_topic, extra_stack, read_stack_env, stack
 
 # ---------------------------------------------------------------------------------------- unit
 
@@ -35,6 +37,28 @@ def test_kraft_nodes_are_combined_broker_and_controller(tmp_path):
     assert "process.roles=broker,controller" in text
     assert "controller.quorum.voters=1@127.0.0.1:29092,2@127.0.0.1:29093,3@127.0.0.1:29094" in text
     assert "zookeeper" not in text
+
+
+def test_a_dead_broker_is_noticed_within_seconds(tmp_path):
+    # Kafka's default ZooKeeper session (18 s) kept a killed broker's leaders for ~18 s
+    assert "zookeeper.session.timeout.ms=6000" in kafka_properties(
+        StackConfig(brokers=3), 1, tmp_path, tmp_path
+    )
+
+
+def test_env_for_compose_matches_its_published_ports_and_keys(tmp_path):
+    (tmp_path / ".env").write_text("LAKE_ACCESS_KEY_ID=me\nLAKE_SECRET_ACCESS_KEY='s3cret'\n")
+    lines = compose_env_lines(tmp_path)
+    assert "export KAFKA_BOOTSTRAP_SERVERS=localhost:9092" in lines
+    assert "export AWS_ENDPOINT_URL=http://127.0.0.1:9000" in lines
+    assert "export AWS_ACCESS_KEY_ID=me" in lines and "export AWS_SECRET_ACCESS_KEY=s3cret" in lines
+    assert lines[-1].startswith("unset ") and "KAFKA_SASL_PASSWORD" in lines[-1]
+
+
+def test_env_unset_covers_every_variable_a_secure_stack_exports(tmp_path):
+    inst = Instance(tmp_path, StackConfig(secure=True))
+    exported = {line.removeprefix("export ").split("=", 1)[0] for line in env_lines(inst)}
+    assert exported <= set(ENV_NAMES)
 
 
 def test_secure_listener_uses_scram_over_tls(tmp_path):
@@ -106,7 +130,7 @@ def test_s3_put_get_list(stack_env, s3):
 @pytest.mark.integration
 def test_up_twice_starts_no_second_copy(stack_env):
     before = stack("status").stdout
-    stack("up")
+    stack("up", "--port-offset", str(BASE_OFFSET))  # the suite's instance runs at the test offset
     assert stack("status").stdout == before  # same pids, all answering
 
 

@@ -1,7 +1,7 @@
 """`scripts/stack`: Kafka, ZooKeeper and an S3 server, natively, without Docker.
 
     scripts/stack up [--mode zookeeper|kraft] [--brokers 1|3] [--secure] [--port-offset N]
-    scripts/stack env | status | down [--wipe]
+    scripts/stack env [--compose | --unset] | status | down [--wipe]
     scripts/stack kill NAME [--signal TERM]   |   scripts/stack start NAME
     scripts/stack kafka TOOL ARGS...          (kafka-topics, kafka-console-consumer, ...)
 
@@ -69,7 +69,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"partitions of topic {defaults.TOPIC}",
     )
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each service")
-    sub.add_parser("env", help='print export lines for a shell: eval "$(scripts/stack env)"')
+    env = sub.add_parser("env", help='print export lines for a shell: eval "$(scripts/stack env)"')
+    which = env.add_mutually_exclusive_group()
+    which.add_argument(
+        "--compose",
+        action="store_true",
+        help="the variables for host programs against docker compose (ports of docker-compose.yml, keys from .env)",
+    )
+    which.add_argument(
+        "--unset", action="store_true", help="unset lines for every variable `env` can set (after `down`)"
+    )
     sub.add_parser("status", help="show each service; exit 0 only if all are up and answering")
     down = sub.add_parser("down", help="stop every service")
     down.add_argument("--wipe", action="store_true", help="also delete the data and logs")
@@ -110,8 +119,8 @@ def cmd_up(home: Path, ns: argparse.Namespace) -> int:
     if existing and not existing.cfg.same_shape(wanted):
         if existing.running():
             raise StackError(
-                f"stack {ns.name!r} is already up as {existing.cfg.describe()}; "
-                f"stop it first: scripts/stack --name {ns.name} down"
+                f"stack {ns.name!r} is already up as {existing.cfg.describe()}; stop it and delete its "
+                f"data first (a stack keeps one shape): scripts/stack --name {ns.name} down --wipe"
             )
         raise StackError(
             f"stack {ns.name!r} holds data of another shape ({existing.cfg.describe()}); "
@@ -222,6 +231,60 @@ def env_lines(inst: Instance) -> list[str]:
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
 
 
+# Every variable `env` may print, for `env --unset` (a secure instance's stay exported otherwise).
+ENV_NAMES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "LAKE_BUCKET",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "AWS_CA_BUNDLE",
+    "LOGLAKE_KAFKA_CLIENT_PROPERTIES",
+)
+
+
+def compose_env_lines(repo: Path = REPO) -> list[str]:
+    """Host programs against `docker compose up`: its published ports, the keys of its .env file."""
+    keys = {
+        "LAKE_ACCESS_KEY_ID": defaults.S3_ACCESS_KEY_ID,
+        "LAKE_SECRET_ACCESS_KEY": defaults.S3_SECRET_ACCESS_KEY,
+    }
+    env_file = repo / ".env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip() in keys:
+                keys[name.strip()] = value.strip().strip("'\"")
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{defaults.KAFKA_PORTS[0]}",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{defaults.S3_PORT}",
+        "AWS_ACCESS_KEY_ID": keys["LAKE_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": keys["LAKE_SECRET_ACCESS_KEY"],
+        "AWS_DEFAULT_REGION": defaults.REGION,
+        "LAKE_BUCKET": defaults.BUCKET,
+        "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    }
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+    return [*lines, "unset " + " ".join(n for n in ENV_NAMES if n not in values)]
+
+
+def cmd_env(home: Path, ns: argparse.Namespace) -> int:
+    if ns.unset:
+        lines = ["unset " + " ".join(ENV_NAMES)]
+    elif ns.compose:
+        lines = compose_env_lines()
+    else:
+        lines = env_lines(_require(home, ns.name))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 def cmd_status(home: Path, ns: argparse.Namespace) -> int:
     inst = _load(home, ns.name)
     if inst is None:
@@ -258,8 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command == "down":
         return cmd_down(home, ns)
     if ns.command == "env":
-        sys.stdout.write("\n".join(env_lines(_require(home, ns.name))) + "\n")
-        return 0
+        return cmd_env(home, ns)
     if ns.command == "status":
         return cmd_status(home, ns)
     if ns.command == "kill":

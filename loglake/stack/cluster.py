@@ -160,6 +160,9 @@ def kafka_properties(cfg: StackConfig, node: int, data: Path, tls_dir: Path) -> 
             f"listeners={client},{internal}",
             f"zookeeper.connect=127.0.0.1:{cfg.zookeeper_port}",
             "zookeeper.connection.timeout.ms=18000",
+            # A broker that dies is noticed when its ZooKeeper session expires: Kafka's default 18 s left
+            # leaders and ISR unchanged (and acks=all writes stalled) that long; 6 s is Kafka's old default.
+            "zookeeper.session.timeout.ms=6000",
         ]
     else:
         voters = ",".join(f"{n}@127.0.0.1:{cfg.controller_port(n)}" for n in range(1, cfg.brokers + 1))
