@@ -164,12 +164,48 @@ class LakeWatch:
         self._thread.join(10)
 
 
+class LagWatch:
+    """Samples the replication lag (records in east's log-data not yet in west's copy) every 0.25 s."""
+
+    def __init__(self, east: dict[str, str], west: dict[str, str], topic: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.samples: list[tuple[float, int]] = []
+        self._ends = [
+            (Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": "geo-lag"}), name)
+            for env, name in ((east, topic), (west, remote_topic("east", topic)))
+        ]
+        self._parts = {name: [TopicPartition(name, p) for p in range(3)] for _, name in self._ends}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                east, west = (
+                    sum(c.get_watermark_offsets(tp, timeout=1)[1] for tp in self._parts[name])
+                    for c, name in self._ends
+                )
+            except Exception:  # east is gone: nothing more to sample
+                continue
+            self.samples.append((time.monotonic(), max(0, east - west)))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for consumer, _ in self._ends:
+            consumer.close()
+
+
 def read_lake(env: dict[str, str], prefixes: list[str]) -> dict[str, list[tuple[str, int, int, str]]]:
     """key -> [(topic, partition, offset, event_id)] of every line of every object under `prefixes`."""
     s3 = s3_client(env)
     found: dict[str, list[tuple[str, int, int, str]]] = {}
     for prefix in prefixes:
         for key in keys_under(s3, env["LAKE_BUCKET"], prefix):
+            if not key.endswith(".jsonl.gz"):
+                continue  # the writer's claim on a prefix (_loglake/owner.json)
             body = gzip.decompress(s3.get_object(Bucket=env["LAKE_BUCKET"], Key=key)["Body"].read())
             rows = []
             for line in body.splitlines():
@@ -209,6 +245,7 @@ def test_regional_failover_drill(tmp_path):
         east_writer = writer(east_lake, defaults.TOPIC, GROUP, PREFIX, tmp_path / "writer-east.log")
         east_producer = producer(east, 200_000, east_ids, tmp_path / "producer-east.log")
         producing = time.monotonic()
+        lag = LagWatch(east, west, defaults.TOPIC)
         wait_for(
             "MirrorMaker writing the writer's offsets into west's group",
             lambda: sum(group_offsets(west, mirrored_topic, GROUP).values()) > 0,
@@ -226,6 +263,7 @@ def test_regional_failover_drill(tmp_path):
         os.kill(broker_pid, signal.SIGKILL)
         east_writer.kill()
         east_producer.send_signal(signal.SIGTERM)  # it writes the ids east acknowledged, then exits
+        lag.close()
 
         # Failover at once: the writer resumes east.log-data in west from the translated offsets,
         # producers write to west's own log-data, which a second writer lands under its own prefix.
@@ -311,6 +349,16 @@ def test_regional_failover_drill(tmp_path):
     recovered = watch.first_growth - killed
     assert recovered < 90
     upstream = {p: cp.upstream_offset for p, cp in last_checkpoints.items()}
+    # East's and west's offsets are the same numbers here (the copy started empty, record for record),
+    # so the duplicates split into what translation rounds down (checkpointed - translated) and what
+    # east's writer landed after its last checkpointed commit (landed end - checkpointed).
+    landed_end = defaultdict(int)
+    for p, o in offsets_in[f"{PREFIX}/{defaults.TOPIC}/"]:
+        landed_end[p] = max(landed_end[p], o + 1)
+    rounding = sum(upstream.get(p, 0) - translated.get(p, 0) for p in translated)
+    after_checkpoint = sum(landed_end[p] - upstream.get(p, 0) for p in landed_end)
+    assert len(duplicated) == rounding + after_checkpoint
+    before_kill = [(t, n) for t, n in lag.samples if t <= killed]
     figures = {
         "acked_east": len(acked_east),
         "mirrored": len(mirrored_ids),
@@ -321,6 +369,11 @@ def test_regional_failover_drill(tmp_path):
         "wall": wall,
         "translated": dict(sorted(translated.items())),
         "checkpoint_upstream": dict(sorted(upstream.items())),
+        "rounding": rounding,
+        "after_checkpoint": after_checkpoint,
+        "lag_last": before_kill[-1][1] if before_kill else None,
+        "lag_last_age": killed - before_kill[-1][0] if before_kill else None,
+        "lag_max": max((n for _, n in before_kill), default=None),
         "lake_lines": sum(lake_ids.values()),
         "distinct": len(lake_ids),
     }
@@ -356,9 +409,13 @@ def write_results(f: dict) -> None:
         f"- (a) acknowledged in east, never reached west: {f['lost_a']:,} "
         f"(of these, in the lake anyway because east's writer had landed them: "
         f"{f['lost_a'] - f['lost_from_lake']:,}; lost for the lake: {f['lost_from_lake']:,})\n"
+        f"- replication lag sampled every 0.25 s: {f['lag_last']} records {f['lag_last_age']:.2f} s before the "
+        f"kill, at most {f['lag_max']} during the run\n"
         f"- (b) events twice in the lake after the writer moved to west: {f['duplicates_b']:,} "
-        f"(translated start offsets in west {f['translated']}; last checkpointed east offsets "
-        f"{f['checkpoint_upstream']})\n"
+        f"= {f['rounding']:,} rounded down by offset translation (last checkpointed east offsets "
+        f"{f['checkpoint_upstream']}, translated to {f['translated']} in west) + {f['after_checkpoint']:,} "
+        "landed by east's writer after its last checkpointed commit (commits MirrorMaker had not yet "
+        "checkpointed, objects uploaded but not committed when the writer was killed)\n"
         f"- (c) from the SIGKILL to the first new object in the lake: {f['recovered_c']:.1f} s "
         "(failover started at once; an operator's decision time comes on top)\n"
         f"- lake: {f['lake_lines']:,} lines, {f['distinct']:,} distinct events; drill wall time {f['wall']:.0f} s\n"
