@@ -88,7 +88,7 @@ def test_every_network_and_volume_used_is_declared():
 
 def test_profiles_cluster_kraft_and_alternative_s3():
     profiles = {p for s in SERVICES.values() for p in s.get("profiles", [])}
-    assert profiles == {"cluster", "kraft", "seaweedfs"}
+    assert profiles == {"cluster", "kraft", "seaweedfs", "geo"}
     cluster_init = " ".join(SERVICES["init-cluster"]["command"])
     assert "--replication-factor 3" in cluster_init and "min.insync.replicas=2" in cluster_init
     assert "KAFKA_ZOOKEEPER_CONNECT" not in SERVICES["kafka-kraft"]["environment"]
@@ -139,3 +139,44 @@ def test_dockerfile_is_slim_non_root_with_cached_requirements(field):
     text = (REPO / "Dockerfile").read_text()
     assert field in text
     assert text.index("RUN pip install -r requirements.txt") < text.index("COPY loglake/")
+
+
+# --- profile geo: region west and MirrorMaker 2, the same as the native `scripts/stack mirror` ---
+
+
+def test_geo_profile_is_a_second_cluster_and_a_mirror_maker_like_the_native_ones():
+    from loglake.stack.mirror import ClusterRef, mm2_properties
+
+    geo = {name for name, s in SERVICES.items() if "geo" in s.get("profiles", [])}
+    assert geo == {"zookeeper-west", "kafka-west", "init-west", "mirror-maker"}
+    for name in ("kafka-west", "init-west", "mirror-maker"):
+        assert SERVICES[name]["image"] == SERVICES["kafka"]["image"], name
+    assert SERVICES["zookeeper-west"]["image"] == SERVICES["zookeeper"]["image"]
+    for name in ("zookeeper-west", "kafka-west", "mirror-maker"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+    # west's broker: the host port of `scripts/stack --name west up --port-offset 100`
+    west_port = defaults.KAFKA_PORTS[0] + defaults.GEO_WEST_PORT_OFFSET
+    env = SERVICES["kafka-west"]["environment"]
+    assert SERVICES["kafka-west"]["ports"] == [f"{west_port}:{west_port}"]
+    assert f"EXTERNAL://localhost:{west_port}" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "INTERNAL://kafka-west:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert env["KAFKA_ZOOKEEPER_CONNECT"] == "zookeeper-west:2181"
+    init = " ".join(SERVICES["init-west"]["command"])
+    assert "kafka-west:29092" in init and "--if-not-exists" in init
+    assert f"--topic {defaults.TOPIC} --partitions {defaults.TOPIC_PARTITIONS}" in init
+    assert f"--topic {defaults.TOPIC}{defaults.DEAD_LETTER_SUFFIX} " in init
+    # MirrorMaker: Kafka's own driver, fed exactly the configuration the native mirror writes
+    mm = SERVICES["mirror-maker"]
+    assert mm["entrypoint"] == ["/usr/bin/connect-mirror-maker"]
+    [mounted] = mm["configs"]
+    assert mm["command"] == [mounted["target"]] and mounted["source"] == "mm2"
+    assert COMPOSE["configs"]["mm2"]["content"] == mm2_properties(
+        ClusterRef(defaults.GEO_SOURCE, "kafka:29092", 1),
+        ClusterRef(defaults.GEO_TARGET, "kafka-west:29092", 1),
+    )
+    assert f"{defaults.GEO_SOURCE}.{defaults.TOPIC}" in mm["healthcheck"]["test"][1]
+    for dep, condition in (
+        ("init-topic", "service_completed_successfully"),
+        ("init-west", "service_completed_successfully"),
+    ):
+        assert mm["depends_on"][dep]["condition"] == condition

@@ -89,12 +89,13 @@ def mm2_properties(source: ClusterRef, target: ClusterRef, topics: str = default
         f"{s}->{t}.offset-syncs.topic.replication.factor = {source.replication}",
         f"{t}->{s}.heartbeats.topic.replication.factor = {source.replication}",
     ]
+    lines.append("# Kafka Connect's own topics in each cluster; the source position (and pending offset")
+    lines.append("# syncs) are committed every second.")
     for ref in (source, target):
         lines += [
             f"{ref.alias}.config.storage.replication.factor = {ref.replication}",
             f"{ref.alias}.offset.storage.replication.factor = {ref.replication}",
             f"{ref.alias}.status.storage.replication.factor = {ref.replication}",
-            "# commit the source position (and send pending offset syncs) every second",
             f"{ref.alias}.offset.flush.interval.ms = 1000",
         ]
     return "\n".join(lines) + "\n"
