@@ -308,6 +308,8 @@ def test_regional_failover_drill(tmp_path):
 
     wall = time.monotonic() - began
     assert "mirror east->west" in outage_status.stdout and "east unreachable" in outage_status.stdout
+    for when, out in (("before", status.stdout), ("after", outage_status.stdout)):
+        print(f"geo-status {when} the loss:", *(x for x in out.splitlines() if "mirror" in x))
     assert verify_west_local.returncode == 0, verify_west_local.stdout + verify_west_local.stderr
 
     # Every object holds records of one topic only: source and mirror never share a key.
