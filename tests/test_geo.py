@@ -231,9 +231,18 @@ def caught_up(env: dict[str, str], topic: str, group: str) -> bool:
     return sum(group_offsets(env, topic, group).values()) >= end_offsets(env, topic)
 
 
+# How long MirrorMaker is frozen (SIGSTOP: a stalled or cut inter-region link) right before the loss.
+SCENARIOS = {
+    "loopback": 0,  # the copy keeps up: what is lost is the lag of a healthy link
+    "link-stalled-5s": 5,  # the link was down for 5 s when the region went: its backlog is lost
+}
+
+
 @pytest.mark.faults
 @pytest.mark.timeout(400)
-def test_regional_failover_drill(tmp_path):
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_regional_failover_drill(tmp_path, scenario):
+    stall = SCENARIOS[scenario]
     began = time.monotonic()
     with extra_stack("east") as east, extra_stack("west") as west:
         stack("mirror", "east", "west", timeout=180)
@@ -253,7 +262,12 @@ def test_regional_failover_drill(tmp_path):
         )
         status = stack("status", name="west")
         assert "mirror east->west" in status.stdout and "lag log-data->east.log-data" in status.stdout
-        time.sleep(max(0.0, producing + 15 - time.monotonic()))
+        time.sleep(max(0.0, producing + 15 - stall - time.monotonic()))
+        mirror_pid = Mirror(STACK_HOME, "east", "west").pid()
+        assert mirror_pid
+        if stall:
+            os.kill(mirror_pid, signal.SIGSTOP)
+            time.sleep(stall)
 
         # The region is lost: its broker and its writer are SIGKILLed in the same instant.
         east_instance = Instance(STACK_HOME, StackConfig.load(STACK_HOME / "east" / "stack.json"))
@@ -263,6 +277,8 @@ def test_regional_failover_drill(tmp_path):
         os.kill(broker_pid, signal.SIGKILL)
         east_writer.kill()
         east_producer.send_signal(signal.SIGTERM)  # it writes the ids east acknowledged, then exits
+        if stall:
+            os.kill(mirror_pid, signal.SIGCONT)  # the link is back; east is not
         lag.close()
 
         # Failover at once: the writer resumes east.log-data in west from the translated offsets,
@@ -358,7 +374,7 @@ def test_regional_failover_drill(tmp_path):
     for p, o in offsets_in[f"{PREFIX}/{defaults.TOPIC}/"]:
         landed_end[p] = max(landed_end[p], o + 1)
     rounding = sum(upstream.get(p, 0) - translated.get(p, 0) for p in translated)
-    after_checkpoint = sum(landed_end[p] - upstream.get(p, 0) for p in landed_end)
+    after_checkpoint = sum(min(landed_end[p], mirrored_ends[p]) - upstream.get(p, 0) for p in landed_end)
     assert len(duplicated) == rounding + after_checkpoint
     before_kill = [(t, n) for t, n in lag.samples if t <= killed]
     figures = {
@@ -369,6 +385,8 @@ def test_regional_failover_drill(tmp_path):
         "duplicates_b": len(duplicated),
         "recovered_c": recovered,
         "wall": wall,
+        "scenario": scenario,
+        "stall": stall,
         "translated": dict(sorted(translated.items())),
         "checkpoint_upstream": dict(sorted(upstream.items())),
         "rounding": rounding,
@@ -382,7 +400,8 @@ def test_regional_failover_drill(tmp_path):
     write_results(figures)
     print("geo-result " + " ".join(f"{k}={v}" for k, v in figures.items()))
     record(
-        f"region lost: east's broker + writer SIGKILLed at {RATE:,} events/s, failover to west's MirrorMaker copy",
+        f"region lost ({scenario}): east's broker + writer SIGKILLed at {RATE:,} events/s, failover to "
+        "west's MirrorMaker copy",
         len(acked_east) + WEST_EVENTS,
         len(acked_east) + len(acked_west),
         {"in_lake": len(lake_ids), "duplicated": len(duplicated), "dead": 0},
@@ -402,10 +421,16 @@ def end_offsets_by_partition(env: dict[str, str], topic: str) -> dict[int, int]:
         consumer.close()
 
 
+GEO_RESULTS: dict[str, str] = {}
+
+
 def write_results(f: dict) -> None:
-    STACK_HOME.mkdir(exist_ok=True)
-    RESULTS_FILE.write_text(
-        "# Regional failover drill (tests/test_geo.py), last run\n\n"
+    """One section per scenario run in this session, in .stack/geo-results.md."""
+    stalled = (
+        f"MirrorMaker frozen (SIGSTOP) for {f['stall']} s before the loss" if f["stall"] else "healthy link"
+    )
+    GEO_RESULTS[f["scenario"]] = (
+        f"## {f['scenario']}: {stalled}\n\n"
         f"- run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {RATE:,} events/s, {os.cpu_count()} cores (shared)\n"
         f"- acknowledged by east before the loss: {f['acked_east']:,}; copied to west: {f['mirrored']:,}\n"
         f"- (a) acknowledged in east, never reached west: {f['lost_a']:,} "
@@ -421,4 +446,8 @@ def write_results(f: dict) -> None:
         f"- (c) from the SIGKILL to the first new object in the lake: {f['recovered_c']:.1f} s "
         "(failover started at once; an operator's decision time comes on top)\n"
         f"- lake: {f['lake_lines']:,} lines, {f['distinct']:,} distinct events; drill wall time {f['wall']:.0f} s\n"
+    )
+    STACK_HOME.mkdir(exist_ok=True)
+    RESULTS_FILE.write_text(
+        "# Regional failover drill (tests/test_geo.py), last run\n\n" + "\n".join(GEO_RESULTS.values())
     )
