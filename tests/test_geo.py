@@ -261,6 +261,10 @@ def test_regional_failover_drill(tmp_path, scenario):
             90,
         )
         status = stack("status", name="west")
+        again = stack("mirror", "east", "west")  # idempotent: the running mirror is kept
+        assert "already running" in again.stderr
+        other = stack("mirror", "east", "west", "--topics", "other", check=False)
+        assert other.returncode == 1 and "already runs for topics 'log-data'" in other.stderr
         assert "mirror east->west" in status.stdout and "lag log-data->east.log-data" in status.stdout
         time.sleep(max(0.0, producing + 15 - stall - time.monotonic()))
         mirror_pid = Mirror(STACK_HOME, "east", "west").pid()
@@ -320,7 +324,12 @@ def test_regional_failover_drill(tmp_path, scenario):
         mirrored_ids = topic_event_ids(west, mirrored_topic)
         mirrored_ends = end_offsets_by_partition(west, mirrored_topic)
         lake = read_lake(west_lake, [f"{PREFIX}/", f"{WEST_PREFIX}/"])
-        stack("down", name="west")  # stops the mirror too; extra_stack wipes both afterwards
+        stack("kill", "mirror-east", name="west")  # SIGKILL: east is gone, a clean stop would wait for it
+        stopped_status = stack("status", name="west", check=False)
+        assert (
+            stopped_status.returncode == 1
+            and "stopped" in stopped_status.stdout.split("mirror east->west")[1]
+        )
 
     wall = time.monotonic() - began
     assert "mirror east->west" in outage_status.stdout and "east unreachable" in outage_status.stdout
@@ -405,7 +414,7 @@ def test_regional_failover_drill(tmp_path, scenario):
         len(acked_east) + WEST_EVENTS,
         len(acked_east) + len(acked_west),
         {"in_lake": len(lake_ids), "duplicated": len(duplicated), "dead": 0},
-        f"(a) {len(never_reached_west)} acknowledged in east never reached west; lake grew again "
+        f"(a) {len(never_reached_west):,} acknowledged in east never reached west; lake grew again "
         f"{recovered:.1f} s after the kill",
     )
 

@@ -76,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show each service; exit 0 only if all are up and answering")
     down = sub.add_parser("down", help="stop every service")
     down.add_argument("--wipe", action="store_true", help="also delete the data and logs")
-    kill = sub.add_parser("kill", help="stop one service hard (SIGKILL), for fault tests")
+    kill = sub.add_parser(
+        "kill",
+        help="stop one service hard (SIGKILL), for fault tests; mirror-SOURCE is a mirror into this instance",
+    )
     kill.add_argument("service")
     kill.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
     start = sub.add_parser("start", help="start one stopped service and wait until it answers")
@@ -283,9 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_status(home, ns)
     if ns.command == "kill":
         inst = _require(home, ns.name)
-        if ns.service not in inst.cfg.service_names():
-            raise StackError(f"no service {ns.service!r}; services: {', '.join(inst.cfg.service_names())}")
-        inst.stop(ns.service, signal.SIGKILL if ns.signal == "KILL" else signal.SIGTERM)
+        mirrors = {m.service: m for m in mirror.mirrors_touching(home, ns.name) if m.target_name == ns.name}
+        if ns.service not in [*inst.cfg.service_names(), *mirrors]:
+            names = ", ".join([*inst.cfg.service_names(), *mirrors])
+            raise StackError(f"no service {ns.service!r}; services: {names}")
+        sig = signal.SIGKILL if ns.signal == "KILL" else signal.SIGTERM
+        if ns.service in mirrors:  # the link between two regions; `mirror SOURCE TARGET` starts it again
+            mirrors[ns.service].stop(sig)
+        else:
+            inst.stop(ns.service, sig)
         log.info("%s stopped (SIG%s)", ns.service, ns.signal)
         return 0
     if ns.command == "mirror":

@@ -177,6 +177,11 @@ class Mirror:
             raise StackError(f"a mirror needs two different instances, not {self.source_name!r} twice")
         source, target = self._require_up(self.source_name), self._require_up(self.target_name)
         if target.pid(self.service):
+            if self.topics() != topics:
+                raise StackError(
+                    f"mirror {self.source_name}->{self.target_name} already runs for topics {self.topics()!r}; "
+                    f"stop it first: scripts/stack --name {self.target_name} kill {self.service} --signal TERM"
+                )
             log.info("mirror %s -> %s is already running", self.source_name, self.target_name)
             self.wait_replicating(topics, timeout)
             return
@@ -258,6 +263,8 @@ class Mirror:
         beat = heartbeat_age(self.target, self.source_name)
         if lags is None:
             lag_text = f"lag unknown ({self.source_name} unreachable)"
+        elif not lags:
+            lag_text = f"no topic of {self.source_name} matches {self.topics()}"
         else:
             lag_text = "lag " + ", ".join(
                 f"{t}->{remote_topic(self.source_name, t)} {n:,}" for t, n in sorted(lags.items())
