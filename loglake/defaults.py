@@ -27,3 +27,15 @@ REGION = "us-east-1"
 # Development credentials only, documented in README.md; never use them outside a laptop.
 S3_ACCESS_KEY_ID = "loglake"
 S3_SECRET_ACCESS_KEY = "loglake-dev-secret"  # noqa: S105 - documented development default
+
+# Geo-replication (scripts/stack mirror, the compose profile `geo`, docs/geo.md). The tutorial's two
+# regions are native instances `east` (the ports above) and `west` (every port + this offset).
+GEO_SOURCE = "east"
+GEO_TARGET = "west"
+GEO_WEST_PORT_OFFSET = 100
+# MirrorMaker 2: how often it looks for new groups/topics, emits checkpoints and writes translated
+# offsets into the target's groups (Kafka's defaults: 600, 600, 60 and 60 s; shorter here so that a
+# failover loses seconds, not minutes, of consumer progress), and its offset-sync granularity.
+MIRROR_REFRESH_SECONDS = 5
+MIRROR_CHECKPOINT_SECONDS = 1
+MIRROR_OFFSET_LAG_MAX = 100

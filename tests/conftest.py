@@ -108,17 +108,22 @@ def new_topic(stack_env: dict[str, str]) -> Callable[..., str]:
     return make
 
 
-@pytest.fixture
-def s3(stack_env: dict[str, str]):
+def s3_client(env: dict[str, str]):
+    """A boto3 S3 client for the lake of a stack environment (as `scripts/stack env` prints it)."""
     import boto3
 
     return boto3.client(
         "s3",
-        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
-        region_name=stack_env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+@pytest.fixture
+def s3(stack_env: dict[str, str]):
+    return s3_client(stack_env)
 
 
 # Extra stack instances: each name gets its own port offset (+ BASE_OFFSET) so none collides with another.
@@ -131,6 +136,8 @@ _OFFSETS = {
     "lakeout": 600,
     "zkfault": 700,
     "w1": 800,
+    "east": 900,  # tests/test_geo.py: two regions and MirrorMaker 2 between them
+    "west": 950,
 }
 
 

@@ -26,7 +26,18 @@ SERVICES: dict[str, dict] = COMPOSE["services"]
 PROFILES = ("default", *sorted({p for s in SERVICES.values() for p in s.get("profiles", [])}))
 # Confluent Platform 7.9 ships Apache Kafka 3.9 (Confluent's version table)
 CP_TO_KAFKA = {"7.9": "3.9"}
-INFRA = ("zookeeper", "kafka", "kafka-2", "kafka-3", "kafka-kraft", "minio", "versitygw")
+INFRA = (
+    "zookeeper",
+    "kafka",
+    "kafka-2",
+    "kafka-3",
+    "kafka-kraft",
+    "minio",
+    "versitygw",
+    "zookeeper-west",
+    "kafka-west",
+    "mirror-maker",
+)
 GIB = 1024**3
 
 
@@ -252,7 +263,10 @@ def test_restart_policies():
 def test_healthchecks_are_cheap_and_everywhere():
     for name in INFRA:
         test = " ".join(SERVICES[name]["healthcheck"]["test"])
-        assert not re.search(r"kafka-[a-z-]+|zkServer\.sh|java", test), f"{name}: a JVM per healthcheck"
+        # a Kafka tool (kafka-topics ...) as a command; a host name such as kafka-west is fine
+        assert not re.search(r"(?:^|[\s;&|(])kafka-[a-z-]+\s|zkServer\.sh|java", test), (
+            f"{name}: a JVM per healthcheck"
+        )
         assert SERVICES[name]["healthcheck"]["interval"] in ("5s", "10s")
 
 
@@ -356,6 +370,47 @@ def test_dockerfile_is_slim_non_root_with_cached_requirements(field):
 
 
 def test_check_compose_covers_every_profile():
-    assert {"cluster", "kraft", "versitygw"} <= set(PROFILES)
-    checked = re.search(r'for profile in "" ([a-z -]+); do', (REPO / "scripts" / "check-compose").read_text())
-    assert set(PROFILES) - {"default"} <= set(checked.group(1).split())
+    assert {"cluster", "kraft", "versitygw", "geo"} <= set(PROFILES)
+    script = (REPO / "scripts" / "check-compose").read_text()
+    assert 'for profile in "" $("$binary" -f docker-compose.yml config --profiles); do' in script
+
+
+# --- profile geo: region west and MirrorMaker 2, the same as the native `scripts/stack mirror` ---
+
+
+def test_geo_profile_is_a_second_cluster_and_a_mirror_maker_like_the_native_ones():
+    from loglake.stack.mirror import ClusterRef, mm2_properties
+
+    geo = {name for name, s in SERVICES.items() if "geo" in s.get("profiles", [])}
+    assert geo == {"zookeeper-west", "kafka-west", "init-west", "mirror-maker"}
+    for name in ("kafka-west", "init-west", "mirror-maker"):
+        assert SERVICES[name]["image"] == SERVICES["kafka"]["image"], name
+    assert SERVICES["zookeeper-west"]["image"] == SERVICES["zookeeper"]["image"]
+    for name in ("zookeeper-west", "kafka-west", "mirror-maker"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+    # west's broker: the host port of `scripts/stack --name west up --port-offset 100`
+    west_port = defaults.KAFKA_PORTS[0] + defaults.GEO_WEST_PORT_OFFSET
+    env = SERVICES["kafka-west"]["environment"]
+    assert SERVICES["kafka-west"]["ports"] == [f"127.0.0.1:{west_port}:{west_port}"]
+    assert f"EXTERNAL://localhost:{west_port}" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "INTERNAL://kafka-west:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert env["KAFKA_ZOOKEEPER_CONNECT"] == "zookeeper-west:2181"
+    init = " ".join(SERVICES["init-west"]["command"])
+    assert "kafka-west:29092" in init and "--if-not-exists" in init
+    assert f"--topic {defaults.TOPIC} --partitions {defaults.TOPIC_PARTITIONS}" in init
+    assert f"--topic {defaults.TOPIC}{defaults.DEAD_LETTER_SUFFIX} " in init
+    # MirrorMaker: Kafka's own driver, fed exactly the configuration the native mirror writes
+    mm = SERVICES["mirror-maker"]
+    assert mm["entrypoint"] == ["/usr/bin/connect-mirror-maker"]
+    [mounted] = mm["configs"]
+    assert mm["command"] == [mounted["target"]] and mounted["source"] == "mm2"
+    assert COMPOSE["configs"]["mm2"]["content"] == mm2_properties(
+        ClusterRef(defaults.GEO_SOURCE, "kafka:29092", 1),
+        ClusterRef(defaults.GEO_TARGET, "kafka-west:29092", 1),
+    )
+    assert "mirror.MirrorMaker" in " ".join(mm["healthcheck"]["test"])
+    for dep, condition in (
+        ("init-topic", "service_completed_successfully"),
+        ("init-west", "service_completed_successfully"),
+    ):
+        assert mm["depends_on"][dep]["condition"] == condition

@@ -28,7 +28,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 COMPOSE_BINARY = REPO / ".stack" / "cache" / "compose-v2.40.3" / "docker-compose"
 KAFKA_JARS = REPO / ".stack" / "cache" / "kafka-3.9.2" / ".complete"
 # commands shown for what they are, not for a flag of ours: only their existence matters
-UNCHECKED = {"printf", ".venv/bin/ruff"}
+UNCHECKED = {"printf", ".venv/bin/ruff", "sleep", "wait"}
 
 
 def commands_of(text: str) -> list[list[str]]:
@@ -221,6 +221,12 @@ def check(words: list[str], where: str) -> str:
             if word.startswith("tests/"):
                 assert (REPO / word.split("::")[0]).exists(), f"{where}: {word} does not exist"
         return "repo-script"
+    if head == "export":
+        code = "".join(f.read_text() for f in (REPO / "loglake").rglob("*.py"))
+        for word in words[1:]:
+            name = word.split("=", 1)[0]
+            assert f'"{name}"' in code, f"{where}: loglake reads no variable {name}"
+        return "export"
     if head == "make":
         makefile = (REPO / "Makefile").read_text()
         for target in words[1:]:

@@ -4,9 +4,12 @@
     scripts/stack env [--compose | --unset] | status | down [--wipe]
     scripts/stack kill NAME [--signal TERM]   |   scripts/stack start NAME
     scripts/stack kafka TOOL ARGS...          (kafka-topics, kafka-console-consumer, ...)
+    scripts/stack mirror SOURCE TARGET [--topics log-data]   MirrorMaker 2 between two instances
 
 `--name NAME` (before the command) selects another instance: the default one uses the ports of
 docker-compose.yml; others, started with `--port-offset`, run beside it (the tests do this).
+`mirror` copies topics and consumer-group offsets from instance SOURCE to instance TARGET (both up,
+e.g. `east` and `west`); `status` of either shows it and its lag, `down` of either stops it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from loglake import defaults
 from loglake.errors import run_cli, setup_logging
-from loglake.stack import fetch
+from loglake.stack import fetch, mirror
 from loglake.stack.cluster import SCRAM_USER, StackConfig
 from loglake.stack.services import Instance, StackError
 
@@ -82,12 +85,26 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show each service; exit 0 only if all are up and answering")
     down = sub.add_parser("down", help="stop every service")
     down.add_argument("--wipe", action="store_true", help="also delete the data and logs")
-    kill = sub.add_parser("kill", help="stop one service hard (SIGKILL), for fault tests")
+    kill = sub.add_parser(
+        "kill",
+        help="stop one service hard (SIGKILL), for fault tests; mirror-SOURCE is a mirror into this instance",
+    )
     kill.add_argument("service")
     kill.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
     start = sub.add_parser("start", help="start one stopped service and wait until it answers")
     start.add_argument("service")
     start.add_argument("--timeout", type=float, default=120.0)
+    mm2 = sub.add_parser(
+        "mirror", help="start MirrorMaker 2 from instance SOURCE into instance TARGET (both up; idempotent)"
+    )
+    mm2.add_argument("source", help=f"instance to copy from, e.g. {defaults.GEO_SOURCE}")
+    mm2.add_argument("target", help=f"instance to copy into, e.g. {defaults.GEO_TARGET}")
+    mm2.add_argument(
+        "--topics",
+        default=defaults.TOPIC,
+        help=f"topics to copy: comma-separated names or regular expressions (default: {defaults.TOPIC})",
+    )
+    mm2.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the remote topics")
     tool = sub.add_parser("kafka", help="run one of Kafka's command-line tools from the same jars")
     tool.add_argument("tool", help=", ".join(sorted(fetch.TOOLS)))
     tool.add_argument("args", nargs=argparse.REMAINDER)
@@ -190,6 +207,8 @@ def cmd_down(home: Path, ns: argparse.Namespace) -> int:
     if inst is None:
         log.info("stack %r is not there; nothing to stop", ns.name)
         return 0
+    for m in mirror.mirrors_touching(home, ns.name):
+        m.stop()
     brokers = [s for s in inst.cfg.service_names() if s.startswith("kafka-")]
     threads = [threading.Thread(target=inst.stop, args=(s,)) for s in brokers]
     for t in threads:
@@ -302,6 +321,9 @@ def cmd_status(home: Path, ns: argparse.Namespace) -> int:
             f"  {service:<10} 127.0.0.1:{inst.cfg.port_of(service):<6} pid {pid or '-':<8} "
             f"{state:<22} log {inst.log_path(service)}\n"
         )
+    for m in mirror.mirrors_touching(home, ns.name):
+        sys.stdout.write(m.status_line() + "\n")
+        all_up &= m.pid() is not None
     return 0 if all_up else 1
 
 
@@ -326,10 +348,19 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_status(home, ns)
     if ns.command == "kill":
         inst = _require(home, ns.name)
-        if ns.service not in inst.cfg.service_names():
-            raise StackError(f"no service {ns.service!r}; services: {', '.join(inst.cfg.service_names())}")
-        inst.stop(ns.service, signal.SIGKILL if ns.signal == "KILL" else signal.SIGTERM)
+        mirrors = {m.service: m for m in mirror.mirrors_touching(home, ns.name) if m.target_name == ns.name}
+        if ns.service not in [*inst.cfg.service_names(), *mirrors]:
+            names = ", ".join([*inst.cfg.service_names(), *mirrors])
+            raise StackError(f"no service {ns.service!r}; services: {names}")
+        sig = signal.SIGKILL if ns.signal == "KILL" else signal.SIGTERM
+        if ns.service in mirrors:  # the link between two regions; `mirror SOURCE TARGET` starts it again
+            mirrors[ns.service].stop(sig)
+        else:
+            inst.stop(ns.service, sig)
         log.info("%s stopped (SIG%s)", ns.service, ns.signal)
+        return 0
+    if ns.command == "mirror":
+        mirror.Mirror(home, ns.source, ns.target).start(ns.topics, ns.timeout)
         return 0
     if ns.command == "start":
         _require(home, ns.name).start(ns.service, ns.timeout)

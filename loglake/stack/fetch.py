@@ -1,6 +1,6 @@
 """Fetch what the native stack runs, on first use, into a git-ignored cache; reuse it after.
 
-- Apache Kafka and ZooKeeper: their jars from Maven Central, resolved by Maven itself
+- Apache Kafka, MirrorMaker 2 and ZooKeeper: their jars from Maven Central, resolved by Maven itself
   (`mvn dependency:copy-dependencies` on a small generated POM), so the versions are exact.
 - The S3 server: versitygw (Apache-2.0), built from the Go module proxy with `go install`.
 
@@ -57,6 +57,12 @@ def kafka_artifacts(version: str) -> list[str]:
     return coords
 
 
+def mirror_artifacts(version: str) -> list[str]:
+    """MirrorMaker 2 (Kafka Connect's mirror connectors and their driver) of one Kafka version."""
+    logging_binding = [c for c in kafka_artifacts(version) if not c.startswith("org.apache.kafka:")]
+    return [f"org.apache.kafka:connect-mirror:{version}", *logging_binding]
+
+
 def zookeeper_artifacts(version: str) -> list[str]:
     # metrics-core and logback are optional in ZooKeeper's POM but its server needs them
     return [
@@ -109,6 +115,10 @@ def _maven_libs(cache: Path, name: str, coords: list[str]) -> Path:
 
 def kafka_libs(cache: Path, version: str) -> Path:
     return _maven_libs(cache, f"kafka-{version}", kafka_artifacts(version))
+
+
+def mirror_libs(cache: Path, version: str) -> Path:
+    return _maven_libs(cache, f"kafka-mirror-{version}", mirror_artifacts(version))
 
 
 def zookeeper_libs(cache: Path, version: str) -> Path:

@@ -84,7 +84,7 @@ class Instance:
     def running(self) -> list[str]:
         return [s for s in self.cfg.service_names() if self.pid(s)]
 
-    def _spawn(self, service: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def spawn(self, service: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         sdir = self.service_dir(service)
         sdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(service), "ab") as out:
@@ -120,7 +120,7 @@ class Instance:
                     "or move this stack with --port-offset"
                 )
             argv, env = self._command(service)
-            self._spawn(service, argv, env)
+            self.spawn(service, argv, env)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -132,7 +132,7 @@ class Instance:
             # a broker killed hard is still registered in ZooKeeper until its session expires (~18 s)
             log.info("%s: ZooKeeper still holds the killed broker's registration; retrying in 3 s", service)
             time.sleep(3)
-            self._spawn(service, *self._command(service))
+            self.spawn(service, *self._command(service))
 
     def _stale_registration(self, service: str) -> bool:
         if self.cfg.mode != "zookeeper" or not service.startswith("kafka-") or self.pid(service):
