@@ -119,6 +119,8 @@ class Writer:
         self.unlanded = 0  # the group's lag when this writer exited
         self._folders: dict[tuple[str, str, int], str] = {}
         self._next_progress = clock()
+        # an idle writer about to exit flushes first, not later
+        self._idle_flush = min(s.idle_flush, s.exit_when_idle or s.idle_flush)
 
     # -- start -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -283,7 +285,7 @@ class Writer:
         landed (fetching is paused); drop it, its next reader lands the claim."""
         for state in self.parts.values():
             if state.flight is None and state.sealed is None and state.follow is not None:
-                state.batch = None
+                state.batch = state.follow = None
 
     def _poll_timeout(self) -> float:
         flying = [s.flight.future for s in self.parts.values() if s.flight and s.flight.future]
@@ -404,7 +406,7 @@ class Writer:
             batch = state.batch
             if batch is None or state.follow is not None:
                 return False  # nothing, or a claim not read to its end yet
-            idle = now - self.last_record >= self.s.idle_flush
+            idle = now - self.last_record >= self._idle_flush
             if not (final or self.draining or idle or self.policy.due(batch, now)):
                 return False
             state.batch = None
@@ -471,6 +473,7 @@ class Writer:
         state.follow = follow
         state.position = offset
         self.consumer.seek(state.partition, offset)
+        self.last_record = self.clock()  # records come again from there: not idle yet
         if follow is None:
             self._commit(state, offset)
         if state.paused and not self.draining:

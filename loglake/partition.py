@@ -114,8 +114,8 @@ class PartitionState:
 
     @property
     def idle(self) -> bool:
-        """Nothing gathered, sealed or in flight."""
-        return self.batch is None and self.sealed is None and self.flight is None
+        """Nothing gathered, sealed or in flight, and no claim waiting to be read again."""
+        return self.batch is None and self.sealed is None and self.flight is None and self.follow is None
 
 
 @dataclass

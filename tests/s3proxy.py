@@ -1,10 +1,14 @@
-"""A fault-injecting HTTP proxy in front of the real S3 server, for the "slow and flaky lake" test.
+"""A fault-injecting HTTP proxy in front of the real S3 server, for the lake fault tests.
 
 Each client connection carries one request (the proxy answers with `Connection: close`). Per
 request, drawn from a seeded random stream: answer `503 SlowDown` without forwarding (`fail_rate`),
 drop the connection without any answer (`drop_rate`), or forward it after a delay of up to
 `max_delay` seconds. Requests and responses are passed through byte for byte otherwise, so the
 S3 signatures (made for the proxy's host:port) stay valid.
+
+`mode` cuts the link on purpose: "cut" drops every request; "hold" reads each request whole and
+parks it until the mode changes, then forwards it even if its client gave up long ago: a *late*
+request, as a zombie writer's upload reaches the lake after its partition moved on.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class FlakyS3Proxy:
         self.upstream = (host, int(port))
         self.fail_rate, self.drop_rate, self.max_delay = fail_rate, drop_rate, max_delay
         self.rng = random.Random(seed)
+        self.mode = "pass"  # "cut": drop every request; "hold": park requests until the mode changes
         self.counts: Counter[str] = Counter()
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -63,6 +68,16 @@ class FlakyS3Proxy:
             request = await self._read_request(reader, writer)
             if request is None:
                 return
+            if self.mode == "hold":
+                self.counts["held"] += 1
+                while self.mode == "hold":
+                    await asyncio.sleep(0.05)
+                await self._forward_late(request)
+                return
+            if self.mode == "cut":
+                self.counts["cut"] += 1
+                writer.transport.abort()
+                return
             draw = self.rng.random()
             if draw < self.fail_rate:
                 self.counts["503"] += 1
@@ -89,6 +104,17 @@ class FlakyS3Proxy:
             self.counts["client-gone"] += 1
         finally:
             writer.close()
+
+    async def _forward_late(self, request: bytes) -> None:
+        """Deliver a held request to S3 whatever became of its client; the answer goes nowhere."""
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        up_writer.write(request)
+        await up_writer.drain()
+        status = (await up_reader.readline()).split(b" ", 2)[1:2]
+        self.counts[f"late {status[0].decode() if status else '?'}"] += 1
+        while await up_reader.read(65536):
+            pass
+        up_writer.close()
 
     async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
         """The whole request, re-headed with `Connection: close` and without `Expect` (answered here)."""
