@@ -10,6 +10,7 @@ The bound is generous (machines here are shared and slow); it costs nothing when
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import threading
@@ -62,18 +63,30 @@ def wait_until(
 
 
 class KafkaProbe:
-    """High watermarks and committed offsets, read with one admin client (no consumer group of its own,
-    so probing never joins or disturbs the group it looks at)."""
+    """High watermarks and committed offsets. Each reading uses a short-lived consumer that never
+    subscribes (so it never joins or disturbs the group it looks at) and is closed at once: a client
+    left for the garbage collector can hang the test process in librdkafka's destroy once its
+    cluster is gone (an AdminClient did, after a fault test had stopped its stack)."""
 
     def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.bootstrap = bootstrap
         self._partitions: dict[str, list[int]] = {}
 
-    def partitions(self, topic: str) -> list[int]:
+    @contextlib.contextmanager
+    def _consumer(self, group: str = "loglake-test-probe") -> Iterator[Any]:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(
+            {"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        try:
+            yield consumer
+        finally:
+            consumer.close()
+
+    def partitions(self, topic: str, consumer: Any) -> list[int]:
         if topic not in self._partitions:
-            meta = self._admin.list_topics(topic, timeout=10).topics[topic]
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
             if meta.error is not None:
                 raise AssertionError(f"topic {topic}: {meta.error}")
             self._partitions[topic] = sorted(meta.partitions)
@@ -82,11 +95,12 @@ class KafkaProbe:
     def end_offsets(self, topic: str) -> dict[int, int]:
         """partition -> high watermark: how many records the partition has ever been given."""
         from confluent_kafka import TopicPartition
-        from confluent_kafka.admin import OffsetSpec
 
-        wanted = {TopicPartition(topic, p): OffsetSpec.latest() for p in self.partitions(topic)}
-        futures = self._admin.list_offsets(wanted, request_timeout=10)
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
+        with self._consumer() as consumer:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in self.partitions(topic, consumer)
+            }
 
     def in_topic(self, topic: str) -> int:
         """Records written to `topic` so far (the sum of its high watermarks)."""
@@ -94,13 +108,13 @@ class KafkaProbe:
 
     def committed(self, topic: str, group: str) -> dict[int, int]:
         """partition -> offset committed by `group` (partitions it never committed are left out)."""
-        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka import TopicPartition
 
-        future = self._admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=10
-        )[group]
-        found = future.result().topic_partitions or []
-        return {tp.partition: tp.offset for tp in found if tp.topic == topic and tp.offset >= 0}
+        with self._consumer(group) as consumer:
+            wanted = [TopicPartition(topic, p) for p in self.partitions(topic, consumer)]
+            return {
+                tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=10) if tp.offset >= 0
+            }
 
     def committed_total(self, topic: str, group: str) -> int:
         return sum(self.committed(topic, group).values())
