@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from loglake.stack.cluster import StackConfig, kafka_properties
-from tests.conftest import create_topic, extra_stack, read_stack_env, stack
+from tests.conftest import BASE_OFFSET, create_topic, extra_stack, read_stack_env, stack
 from tests.waiting import KafkaProbe, kafka_errors, wait_until
 
 # ---------------------------------------------------------------------------------------- unit
@@ -106,7 +106,7 @@ def test_s3_put_get_list(stack_env, s3):
 @pytest.mark.integration
 def test_up_twice_starts_no_second_copy(stack_env):
     before = stack("status").stdout
-    stack("up")
+    stack("up", "--port-offset", str(BASE_OFFSET))  # the same instance, as scripts/test brought it up
     assert stack("status").stdout == before  # same pids, all answering
 
 
