@@ -8,7 +8,10 @@
    our events (--payload-file: same average size, same compressibility) and with --record-size
    <our average> (random letters, as the issue describes);
 4. the same as 2 with --kafka-client kafka-python (at most 200,000 events unless told), and where
-   its time goes (cProfile of the sending thread).
+   its time goes (cProfile of the sending thread);
+5. pacing accuracy: `--rate R` for `--pacing-seconds` s (R = 1,000 and 10,000), events sent as a share
+   of R x seconds. The tests check only what holds on any machine (never more than R x seconds, each
+   chunk sent when due on a fake clock); how close to 100 % a machine gets is this figure.
 
 The last line is `ratio=<ours / Kafka's tool with our payloads> ...` with the figures. It brings
 nothing up: it uses the stack of the environment (KAFKA_BOOTSTRAP_SERVERS) and deletes the
@@ -210,6 +213,30 @@ def profile_kafka_python(bootstrap: str, topic: str, events: int) -> str:
     return f"  ({report.summary()})\n" + "\n".join("  " + line for line in lines[start:])
 
 
+PACING_RATES = (1_000, 10_000)
+
+
+def pacing(bootstrap: str, topic: str, rate: int, seconds: float) -> tuple[int, float]:
+    """(events sent, their share of rate x seconds) of one paced run of `seconds`, all acknowledged."""
+    from loglake.produce import produce
+    from loglake.settings import KafkaSettings, ProducerSettings
+
+    settings = ProducerSettings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topic=topic,
+        rate=rate,
+        duration=seconds,
+        quiet=True,
+        compression=SETTINGS["compression"],
+        linger_ms=SETTINGS["linger_ms"],
+        batch_bytes=SETTINGS["batch_bytes"],
+    )
+    report = produce(settings, generator=FakeLogs(seed=3))
+    if not report.ok:
+        raise SystemExit(f"the paced run failed: {report.summary()}")
+    return report.sent, report.sent / (rate * seconds)
+
+
 def machine() -> str:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
     java_version = (java.splitlines() or ["?"])[0]
@@ -244,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--compression", default="lz4", choices=["lz4", "zstd", "gzip", "snappy", "none"])
     parser.add_argument("--no-kafka-python", action="store_true", help="skip the kafka-python run")
+    parser.add_argument(
+        "--pacing-seconds", type=float, default=5.0, help="length of each paced run (default 5; 0 skips)"
+    )
     ns = parser.parse_args(argv)
     SETTINGS["compression"] = ns.compression
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{defaults.KAFKA_PORTS[0]}")
@@ -310,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
                 "where the time goes with kafka-python (cProfile of the generating/sending thread, 30,000 events):"
             )
             say(profile_kafka_python(bootstrap, topic, min(30_000, kp_n)))
+        paced: dict[int, float] = {}
+        for rate in PACING_RATES if ns.pacing_seconds > 0 else ():
+            topic = new_topic(bootstrap)
+            created.append(topic)
+            sent, paced[rate] = pacing(bootstrap, topic, rate, ns.pacing_seconds)
+            say(
+                f"pacing, --rate {rate:,} for {ns.pacing_seconds:g} s: {sent:,} events sent, "
+                f"{paced[rate]:.1%} of {rate * ns.pacing_seconds:,.0f} (never more than 100 %)"
+            )
     finally:
         delete_topics(bootstrap, created)
 
@@ -320,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         f"kafka_record_size_eps={sized.events_per_s:.0f} gen_eps={gen_eps:.0f} "
         f"peak_rss_mb={mine.peak_rss_mb:.0f} kafka_python_eps={kp_eps:.0f} events={n} "
         f"avg_bytes={avg_bytes:.0f} compression={ns.compression}"
+        + "".join(f" pacing_{rate}={share:.3f}" for rate, share in paced.items())
     )
     return 0
 

@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, NoReturn
@@ -133,11 +133,15 @@ def produce(
     stop: threading.Event | None = None,
     keep_acked_ids: bool = False,
     generator: FakeLogs | None = None,
+    producer: LogProducer | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> DeliveryReport:
     """Generate and send events per `settings` until count, duration or `stop`; flush; report.
 
     Raises KafkaUnavailable when the cluster does not answer or the topic is missing (before
     anything is sent). `keep_acked_ids` collects acknowledged event ids in the report.
+    `producer` (default: a client for `settings.kafka`) and `monotonic`, the clock that paces the
+    run and times it, are there for tests and benchmarks.
     """
     stop = stop or threading.Event()
     start_ms = settings.start_time_ms
@@ -153,7 +157,7 @@ def produce(
     headers = record_headers(settings.producer_id or default_producer_id())
     report = DeliveryReport(requested=settings.count, topic=settings.topic)
 
-    producer = open_producer(settings.kafka, settings.topic, tuning)
+    producer = producer or open_producer(settings.kafka, settings.topic, tuning)
     try:
         partitions = producer.check_topic(settings.topic)
         log.info(
@@ -166,12 +170,12 @@ def produce(
         generator = generator or FakeLogs(seed=settings.seed)
         with _ids_file(settings.acked_ids_file) as ids_out:
             deliveries = _Deliveries(report, ids_out, keep_acked_ids)
-            started = time.monotonic()
-            _send_loop(settings, stop, generator, clock, producer, headers, deliveries, started)
+            started = monotonic()
+            _send_loop(settings, stop, generator, clock, producer, headers, deliveries, started, monotonic)
             if stop.is_set() and report.stopped_by is None:
                 report.stopped_by = "stop"
             report.in_flight = producer.flush(settings.delivery_timeout)
-            report.elapsed = time.monotonic() - started
+            report.elapsed = monotonic() - started
     finally:
         producer.close()
     return report
@@ -186,6 +190,7 @@ def _send_loop(
     headers: list[tuple[str, bytes]],
     deliveries: _Deliveries,
     started: float,
+    monotonic: Callable[[], float],
 ) -> None:
     report = deliveries.report
     rate = settings.rate
@@ -195,7 +200,7 @@ def _send_loop(
     next_progress = started + settings.progress_every
     last_progress = (started, 0)
     while not stop.is_set():
-        now = time.monotonic()
+        now = monotonic()
         if settings.count is not None and report.sent >= settings.count:
             break
         if settings.duration is not None and now - started >= settings.duration:

@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,20 @@ def clean_env(stack_env: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in STACK_ENV_KEYS}
     env.update(stack_env)
     return env
+
+
+def settings_of(env: dict[str, str]) -> tuple[Any, Any]:
+    """(KafkaSettings, LakeSettings) of a stack's environment, as `loglake.verify.verify` takes them."""
+    from loglake.settings import KafkaSettings, LakeSettings, Secret
+
+    kafka = KafkaSettings(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
+    lake = LakeSettings(
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        access_key_id=env["AWS_ACCESS_KEY_ID"],
+        secret_access_key=Secret(env["AWS_SECRET_ACCESS_KEY"]),
+        bucket=env["LAKE_BUCKET"],
+    )
+    return kafka, lake
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 import uuid
 from collections import Counter, defaultdict
 
@@ -19,12 +20,15 @@ TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict]:
-    return FakeLogs(seed=42).events(20_000, START, 5.0)
+    events_ = FakeLogs(seed=42).events(20_000, START, 5.0)
+    assert len(events_) == 20_000  # the loops below check every event: none must be vacuous
+    return events_
 
 
 def test_same_seed_gives_the_same_records_byte_for_byte() -> None:
     a = FakeLogs(seed=7).records(3000, START, 2.0)
     b = FakeLogs(seed=7).records(3000, START, 2.0)
+    assert len(a) == 3000
     assert a == b
     assert FakeLogs(seed=8).records(3000, START, 2.0) != a
 
@@ -42,6 +46,7 @@ def test_stream_does_not_depend_on_how_it_is_cut_into_chunks() -> None:
         parts += gen.records(n, START + done * 4.0, 4.0)
         done += n
     assert done == 1000
+    assert len(whole) == 1000
     assert parts == whole
 
 
@@ -75,6 +80,7 @@ def test_event_ids_are_unique_uuid4(sample: list[dict]) -> None:
 
 def test_records_carry_key_timestamp_and_the_event_as_json() -> None:
     records = FakeLogs(seed=1).records(500, START, 20.0)
+    assert len(records) == 500
     for i, (key, value, timestamp_ms) in enumerate(records):
         event = events.decode(value)
         assert key == event["user_id"].encode()
@@ -88,28 +94,39 @@ def test_sessions_are_ordered_and_start_with_login(sample: list[dict]) -> None:
     by_session: dict[str, list[dict]] = defaultdict(list)
     for event in sample:
         by_session[event["session_id"]].append(event)
-    long_sessions = 0
+    long_sessions = started = logouts = 0
     for session in by_session.values():
         assert [e["seq"] for e in session] == list(range(session[0]["seq"], session[0]["seq"] + len(session)))
         assert len({e["user_id"] for e in session}) == 1
-        if session[0]["seq"] == 1:
-            assert session[0]["event_type"] == "login"
+        # the generator starts fresh: every session it opens begins, in the sample, at seq 1 with a login
+        assert session[0]["seq"] == 1 and session[0]["event_type"] == "login", session[0]
+        started += 1
         for before, after in itertools.pairwise(session):  # logout ends it (a 5xx adds its error)
             assert before["event_type"] != "logout" or after["event_type"] == "error"
+        logouts += any(e["event_type"] == "logout" for e in session)
         long_sessions += len(session) >= 5
+    assert started > 1000 and logouts > 100, (started, logouts)
     assert long_sessions > len(by_session) / 4
 
 
 def test_purchases_only_after_something_was_added_to_the_cart(sample: list[dict]) -> None:
-    cart: dict[str, int] = defaultdict(int)
+    """The oracle keeps each session's cart: a purchase needs a non-empty cart and charges what it
+    holds; a successful (< 400) purchase empties it; only successful add_to_cart requests fill it."""
+    cart_items: dict[str, int] = defaultdict(int)
+    cart_amount: dict[str, float] = defaultdict(float)
     purchases = 0
     for event in sample:
+        session = event["session_id"]
         if event["event_type"] == "add_to_cart" and event["status"] < 400:
-            cart[event["session_id"]] += 1
-        if event["event_type"] == "purchase" and event["seq"] > 1:
+            cart_items[session] += event["quantity"]
+            cart_amount[session] += event["amount"]
+        if event["event_type"] == "purchase":
             purchases += 1
-            assert event["amount"] > 0
+            assert cart_items[session] > 0, f"a purchase with an empty cart: {event}"
+            assert event["amount"] == pytest.approx(cart_amount[session], abs=0.01), event
             assert event["currency"]
+            if event["status"] < 400:
+                cart_items[session], cart_amount[session] = 0, 0.0
     assert purchases > 50
 
 
@@ -120,11 +137,13 @@ def test_errors_follow_their_5xx_request(sample: list[dict]) -> None:
             errors += 1
             assert previous["status"] >= 500
             assert event["status"] == previous["status"]
-            assert event["request_id"] == previous["request_id"]
+            for same in ("request_id", "trace_id", "session_id", "user_id", "path"):
+                assert event[same] == previous[same], same
+            assert event["seq"] == previous["seq"] + 1
             assert event["error_code"].startswith("E_")
         if previous["status"] >= 500 and previous["event_type"] != "error":
             assert event["event_type"] == "error"
-    assert errors > 0
+    assert errors > 50, errors
 
 
 def test_the_data_has_a_realistic_shape(sample: list[dict]) -> None:
@@ -167,21 +186,55 @@ def test_event_time_formatting() -> None:
         events.parse_event_time("2025-11-24T21:03:04")
 
 
-def test_sim_clock() -> None:
+def test_sim_clock_with_a_start_is_simulated_time_one_step_per_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_wall_clock() -> float:
+        raise AssertionError("a simulated clock read the wall clock")
+
+    monkeypatch.setattr("loglake.fake.time.time", no_wall_clock)
     seeded = SimClock(rate=50, start_ms=START)
     assert seeded.step_ms == 20
-    assert seeded.chunk_start(10) == START + 200
-    assert SimClock(rate=0, start_ms=START).step_ms == 1.0
+    assert [seeded.chunk_start(i) for i in (0, 1, 10, 1000)] == [
+        START,
+        START + 20,
+        START + 200,
+        START + 20_000,
+    ]
+    thirds = SimClock(rate=3, start_ms=START)  # 333.33 ms apart: event i at int(start + i * step)
+    assert [thirds.chunk_start(i) for i in (1, 2, 3)] == [START + 333, START + 666, START + 1000]
+    unlimited = SimClock(rate=0, start_ms=START)  # as fast as possible: 1 ms apart
+    assert unlimited.step_ms == 1.0
+    assert unlimited.chunk_start(7) == START + 7
+    assert SimClock(rate=50, start_ms=START).chunk_start(10) == seeded.chunk_start(10)  # deterministic
+
+
+def test_sim_clock_without_a_start_reads_the_wall_clock_at_each_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1_767_225_600.25]  # 2026-01-01T00:00:00.250Z, in seconds as time.time() gives it
+    monkeypatch.setattr("loglake.fake.time.time", lambda: now[0])
     wall = SimClock(rate=0)
-    assert wall.step_ms == 0
-    assert abs(wall.chunk_start(5) - events.parse_event_time("2026-01-01T00:00:00Z")) > 0
+    assert wall.step_ms == 0  # unlimited: a chunk's events share the moment it was made
+    assert wall.chunk_start(0) == wall.chunk_start(5) == 1_767_225_600_250  # the time now, whatever the index
+    now[0] += 61.5
+    assert wall.chunk_start(5) == 1_767_225_661_750
+    paced = SimClock(rate=200)
+    assert paced.step_ms == 5  # a chunk's events 1/rate apart from the moment it was made
+    assert paced.chunk_start(400) == 1_767_225_661_750
+
+
+def test_sim_clock_without_a_start_is_the_real_wall_clock() -> None:
+    before = int(time.time() * 1000)
+    read = SimClock(rate=100).chunk_start(3)
+    after = int(time.time() * 1000)
+    assert before <= read <= after
 
 
 def test_chunk_size_follows_the_rate() -> None:
-    assert chunk_size(0) == 1000
-    assert chunk_size(50) == 2
-    assert chunk_size(1) == 1
-    assert chunk_size(1e9) == 1000
+    assert chunk_size(0) == 1000  # unlimited: the largest chunk
+    assert chunk_size(50) == 2  # 50 ms worth of the rate
+    assert chunk_size(10_000) == 500
+    assert chunk_size(1) == 1  # never 0
+    assert chunk_size(1e9) == 1000  # never above the largest
 
 
 def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,6 +283,10 @@ def test_delivery_report_is_ok_only_when_all_asked_for_was_acknowledged() -> Non
     assert not DeliveryReport(requested=10, topic="t", sent=8, acked=8).ok
     assert DeliveryReport(requested=10, topic="t", sent=8, acked=8, stopped_by="SIGTERM").ok
     assert DeliveryReport(requested=None, topic="t", sent=5, acked=5).ok
-    line = DeliveryReport(requested=None, topic="t", sent=5, acked=5, elapsed=2.0).summary()
-    assert "sent=5 acked=5 failed=0" in line
-    assert "events_per_s=2" in line
+    fields = (
+        DeliveryReport(requested=None, topic="t", sent=5, acked=4, failed=1, elapsed=2.0).summary().split()
+    )
+    assert fields[:6] == ["produced", "topic=t", "sent=5", "acked=4", "failed=1", "in_flight=0"]
+    assert "events_per_s=2" in fields  # acknowledged per second: 4 / 2.0
+    stopped = DeliveryReport(requested=9, topic="t", stopped_by="SIGTERM").summary().split()
+    assert stopped[-1] == "stopped_by=SIGTERM"

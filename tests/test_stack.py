@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from loglake.stack.__main__ import ENV_NAMES, compose_env_lines, env_lines
 from loglake.stack.cluster import StackConfig, kafka_properties
 from loglake.stack.services import Instance
 from tests.conftest import BASE_OFFSET, create_topic, extra_stack, read_stack_env, stack
+from tests.waiting import KafkaProbe, kafka_errors, wait_until
 
 # ---------------------------------------------------------------------------------------- unit
 
@@ -141,6 +141,9 @@ def test_port_taken_by_another_program_is_a_clear_error(tmp_path):
         blocker.listen()
         taken = blocker.getsockname()[1]
         offset = taken - 9000  # instance 'blocked' wants its S3 server on 9000 + offset
+        stack(
+            "down", "--wipe", name="blocked", check=False
+        )  # a run cut short may have left one of another shape
         result = stack("up", "--port-offset", str(offset), name="blocked", check=False)
     stack("down", "--wipe", name="blocked", check=False)
     assert result.returncode != 0
@@ -183,13 +186,18 @@ def test_three_brokers_keep_accepting_acks_all_writes_when_one_dies():
             )
         assert producer.flush(90) == 0
         assert failures == []
+        assert KafkaProbe(bootstrap).in_topic(topic) == 300  # the topic's own count, not the client's
         stack("start", "kafka-2", name="zk3")
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
-            if all(len(p.isrs) == 3 for p in partitions):
-                break
-            time.sleep(1)
-        assert all(len(p.isrs) == 3 for p in partitions), "kafka-2 did not rejoin the ISR"
+        wait_until(
+            lambda: {
+                p.id: sorted(p.isrs)
+                for p in admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+            },
+            90,
+            f"kafka-2 to rejoin the in-sync replicas of every partition of {topic} (partition: ISR)",
+            ok=lambda isrs: len(isrs) == 3 and all(len(isr) == 3 for isr in isrs.values()),
+            interval=1,
+            retry_on=kafka_errors(),
+        )
         assert read_stack_env("zk3")["KAFKA_BOOTSTRAP_SERVERS"].count(",") == 2
