@@ -23,6 +23,12 @@ What the group does with commits made inside the callbacks (kafka-python's coord
 - `lost` runs after the member was removed (session expired, fenced); its generation is gone, and a
   commit with it is refused by the broker (CommitFailedError -> False here). The writer commits
   nothing in `lost` anyway.
+- but kafka-python calls `lost` only when it knew of the eviction before it rejoined (a heartbeat
+  said so). A member that was stopped past its session (a zombie) often learns it from the JoinGroup
+  answer instead; it then joins again as a new member and reports the partitions it had as *revoked*,
+  in the new generation, where the broker accepts commits. This consumer remembers the member id each
+  partition was assigned under: a partition "revoked" under another member id is delivered as `lost`
+  (tests/test_kafka_python_writer.py, the zombie test, fails without that).
 - between sending a JoinGroup and the SyncGroup answer, kafka-python refuses commits itself
   (RebalanceInProgressError, the member is not stable): False here, as for a fenced member.
 """
@@ -164,6 +170,7 @@ class KafkaPythonConsumer:
         self._calls = itertools.count()
         self._in_call = False
         self._helper: threading.Thread | None = None
+        self._member_of: dict[int, str] = {}  # partition -> our group member id when it was assigned
 
     # -- the client and the helper thread ----------------------------------------------------------
     def _client(self) -> Any:
@@ -241,10 +248,31 @@ class KafkaPythonConsumer:
         """Run one rebalance callback of the writer on this thread, then let the IO loop go on."""
         started = time.monotonic()
         try:
-            if ask.method == "assigned" and isinstance(self._start_from, int) and ask.partitions:
-                self._start_at_time(ask.partitions)
             assert self._listener is not None
-            getattr(self._listener, ask.method)(ask.partitions)
+            member = self._client().group_metadata().member_id
+            if ask.method == "assigned":
+                if isinstance(self._start_from, int) and ask.partitions:
+                    self._start_at_time(ask.partitions)
+                self._member_of.update(dict.fromkeys(ask.partitions, member))
+                self._listener.assigned(ask.partitions)
+                return
+            lost = [p for p in ask.partitions if self._member_of.pop(p, None) != member]
+            kept = [p for p in ask.partitions if p not in lost]
+            if ask.method == "lost":
+                self._listener.lost(ask.partitions)
+                return
+            if lost:
+                # Revoked, says kafka-python, but they were assigned to another member id of ours: the
+                # group evicted us (a session that expired while the process was stopped) and we
+                # learned it only from the JoinGroup answer, after which kafka-python reports what
+                # we had as revoked, in the new generation, where commits are accepted. They went
+                # to another writer long ago: they are lost, and nothing may be committed for them.
+                log.warning(
+                    "partitions %s were taken from this writer while it was out of the group: lost", lost
+                )
+                self._listener.lost(lost)
+            if kept:
+                self._listener.revoked(kept)
         finally:
             answered = ask.answered
             # the Future must be resolved on the IO loop (its waiter is resumed there); kafka-python
@@ -351,7 +379,7 @@ class KafkaPythonConsumer:
                 return True
             except refused as exc:
                 log.warning(
-                    "commit of partition %d refused (%s): it moved to another writer",
+                    "commit of partition %d refused (%s): the group is rebalancing or gave it to another writer",
                     partition,
                     type(exc).__name__,
                 )
