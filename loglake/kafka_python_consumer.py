@@ -105,6 +105,7 @@ class _Ask:
 
     method: str  # "revoked", "assigned" or "lost"
     partitions: list[int]
+    member: str  # our group member id when the IO loop made the call
     answered: Any  # kafka.future.Future the IO loop awaits
 
 
@@ -117,7 +118,7 @@ class _Done:
     error: BaseException | None = None
 
 
-def _relay_listener(inbox: queue.SimpleQueue[Any]) -> Any:
+def _relay_listener(inbox: queue.SimpleQueue[Any], consumer: Any) -> Any:
     """A kafka-python AsyncConsumerRebalanceListener that hands each call to the writer's thread and
     awaits its answer without holding up the IO loop."""
     from kafka import AsyncConsumerRebalanceListener
@@ -126,7 +127,8 @@ def _relay_listener(inbox: queue.SimpleQueue[Any]) -> Any:
     class Relay(AsyncConsumerRebalanceListener):
         async def _ask(self, method: str, partitions: Any) -> None:
             answered = Future()
-            inbox.put(_Ask(method, sorted(tp.partition for tp in partitions), answered))
+            member = consumer.group_metadata().member_id
+            inbox.put(_Ask(method, sorted(tp.partition for tp in partitions), member, answered))
             await answered
 
         async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -249,7 +251,7 @@ class KafkaPythonConsumer:
         started = time.monotonic()
         try:
             assert self._listener is not None
-            member = self._client().group_metadata().member_id
+            member = ask.member
             if ask.method == "assigned":
                 if isinstance(self._start_from, int) and ask.partitions:
                     self._start_at_time(ask.partitions)
@@ -332,7 +334,8 @@ class KafkaPythonConsumer:
 
     def subscribe(self, listener: Rebalance) -> None:
         self._listener = listener
-        self._client().subscribe([self._topic], listener=_relay_listener(self._inbox))
+        consumer = self._client()
+        consumer.subscribe([self._topic], listener=_relay_listener(self._inbox, consumer))
 
     # -- the loop ----------------------------------------------------------------------------------
     def poll(self, max_records: int, timeout: float) -> list[Any]:
