@@ -265,3 +265,27 @@ def test_unreachable_broker_is_one_sentence():
 def test_missing_topic_is_one_sentence(stack_env):
     error = one_sentence(stack_env, "--topic", "no-such-topic-kpy")
     assert "topic 'no-such-topic-kpy' does not exist" in error
+
+
+def test_start_from_a_time_lands_from_the_first_record_at_or_after_it(stack_env, new_topic):
+    """--start-from TIME on a group without commits: each partition from its first record whose Kafka
+    timestamp is at or after TIME (read independently with a plain confluent consumer)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = new_topic(3)
+    produce(stack_env, topic, 3_000, seed=5)
+    consumer = Consumer({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": "stamps"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    stamps: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(stamps) < 3_000 and time.monotonic() < deadline:
+        stamps += [m.timestamp()[1] for m in consumer.consume(10_000, 1) if m.error() is None]
+    consumer.close()
+    at = sorted(stamps)[len(stamps) // 2]
+    expected = sum(1 for s in stamps if s >= at)
+    assert 0 < expected < 3_000
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at // 1000)) + f".{at % 1000:03d}Z"
+    proc = writer(stack_env, topic, "--start-from", when, "--exit-when-idle", "3", client="kafka-python")
+    code, out, err = finish(proc, timeout=120)
+    assert code == 0, err
+    assert f"records={expected} " in out, (expected, out)
