@@ -289,3 +289,46 @@ def test_start_from_a_time_lands_from_the_first_record_at_or_after_it(stack_env,
     code, out, err = finish(proc, timeout=120)
     assert code == 0, err
     assert f"records={expected} " in out, (expected, out)
+
+
+@pytest.mark.stack
+def test_secure_cluster_lands_and_refusals_are_one_sentence():
+    """SASL_SSL (SCRAM over TLS): the kafka-python writer lands and verify passes; a wrong password and
+    a CA that does not sign the broker's certificate each end in one sentence."""
+    from tests.conftest import extra_stack
+
+    with extra_stack("secure", "--secure") as env:
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        topic = env.get("LOGLAKE_TOPIC", "log-data")
+        produce(env, topic, 500)
+        code, out, err = finish(
+            writer(env, topic, "--exit-when-idle", "3", client="kafka-python"), timeout=180
+        )
+        assert code == 0, err
+        assert "records=500 " in out, out
+        assert env["KAFKA_SASL_PASSWORD"] not in out + err
+        checked = subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "loglake",
+                "verify",
+                "--topic",
+                topic,
+                "--prefix",
+                f"test-{topic}",
+                "--group",
+                f"g-{topic}",
+            ],
+            cwd=REPO,
+            env=clean_env(env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "in_lake=500 " in checked.stdout and "result=OK" in checked.stdout, checked.stdout
+        wrong_password = {**env, "KAFKA_SASL_PASSWORD": "not-the-password"}
+        assert "refused the credentials" in one_sentence(wrong_password, "--connect-timeout", "5")
+        wrong_ca = {**env, "KAFKA_SSL_CAFILE": "/etc/ssl/certs/ca-certificates.crt"}
+        assert "TLS handshake" in one_sentence(wrong_ca, "--connect-timeout", "5")
