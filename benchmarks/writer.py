@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     clients = ["confluent", "kafka-python"] if ns.kafka_client == "both" else [ns.kafka_client]
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    say(f"machine: {machine()}")
+    say(machine())
     topic = new_topic(bootstrap, 3)
     dlq = topic + ".dlq"  # the writer creates it; deleted with the topic
     try:
