@@ -9,8 +9,12 @@
    fresh group, in the same run;
 4. python -m loglake verify on the result (the figures only count if it passes).
 
-The last line is `ratio=<ours / Kafka's tool> ...`. It brings nothing up: it uses the stack of
-the environment (KAFKA_BOOTSTRAP_SERVERS, AWS_*) and deletes the topics it created.
+`--kafka-client confluent|kafka-python|both` picks the writer's Kafka client; `both` lands the same
+topic once with each (a fresh group and prefix each, confluent first) and prints a line per client,
+with the CPU seconds the writer process used (user + system) per million events.
+
+The last line is `ratio=<ours / Kafka's tool> ...` (for the last client run). It brings nothing up:
+it uses the stack of the environment (KAFKA_BOOTSTRAP_SERVERS, AWS_*) and deletes the topics it created.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -59,9 +64,18 @@ def peak_rss(proc: psutil.Process, stop: threading.Event, out: list[float]) -> N
         time.sleep(0.2)
 
 
-def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[float, float, float]:
-    """(seconds until all committed, peak RSS MiB, objects) for receive_faking_data.py."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ours(
+    bootstrap: str, topic: str, events: int, extra: list[str], client: str
+) -> tuple[float, float, float, float]:
+    """(seconds until all committed, peak RSS MiB, objects, CPU seconds) for receive_faking_data.py."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-{client}-{topic}"
     args = [
         sys.executable,
         "receive_faking_data.py",
@@ -70,12 +84,15 @@ def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[flo
         "--group",
         group,
         "--prefix",
-        f"bench-{topic}",
+        prefix,
+        "--kafka-client",
+        client,
         "--quiet",
         "--exit-when-idle",
         "3",
         *extra,
     ]
+    cpu_before = children_cpu()
     started = time.monotonic()
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: list[float] = []
@@ -90,6 +107,7 @@ def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[flo
     committed.close()
     stop.set()
     out, err = proc.communicate()
+    cpu = children_cpu() - cpu_before
     if proc.returncode != 0:
         raise SystemExit(f"the writer failed: {err.strip()[-500:]}")
     done_at = done_at or time.monotonic()
@@ -103,7 +121,7 @@ def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[flo
             "--topic",
             topic,
             "--prefix",
-            f"bench-{topic}",
+            prefix,
             "--group",
             group,
         ],
@@ -114,7 +132,7 @@ def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[flo
     say(verify.stdout.strip().splitlines()[-1])
     if verify.returncode != 0:
         raise SystemExit("verify failed: the figures do not count")
-    return done_at - started, max(samples, default=0.0), objects
+    return done_at - started, max(samples, default=0.0), objects, cpu
 
 
 def kafka_tool(bootstrap: str, topic: str, events: int) -> tuple[float, float, float]:
@@ -153,9 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--writer-args", default="", help="extra flags for receive_faking_data.py")
+    p.add_argument(
+        "--kafka-client",
+        choices=["confluent", "kafka-python", "both"],
+        default="confluent",
+        help="the writer's Kafka client (both: one run with each, same topic)",
+    )
     ns = p.parse_args(argv)
+    clients = ["confluent", "kafka-python"] if ns.kafka_client == "both" else [ns.kafka_client]
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    say(f"machine: {machine()}")
+    say(machine())
     topic = new_topic(bootstrap, 3)
     dlq = topic + ".dlq"  # the writer creates it; deleted with the topic
     try:
@@ -180,20 +205,28 @@ def main(argv: list[str] | None = None) -> int:
         if fill.returncode != 0:
             raise SystemExit(f"filling the topic failed: {fill.stderr.strip()[-300:]}")
         assert topic_size(bootstrap, topic) == ns.events
-        seconds, rss, objects = ours(bootstrap, topic, ns.events, ns.writer_args.split())
+        runs = {
+            client: ours(bootstrap, topic, ns.events, ns.writer_args.split(), client) for client in clients
+        }
         tool_eps, tool_mbps, megabytes = kafka_tool(bootstrap, topic, ns.events)
     finally:
         delete_topics(bootstrap, [topic, dlq])
-    eps = ns.events / seconds
-    say(
-        f"writer: {ns.events:,} events ({megabytes:.0f} MB of JSON) landed and committed in {seconds:.1f} s: "
-        f"{eps:,.0f} events/s, {megabytes / seconds:.1f} MB/s; {objects:.0f} objects; peak RSS {rss:.0f} MiB"
-    )
+    ratios = []
+    for client, (seconds, rss, objects, cpu) in runs.items():
+        eps, mbps = ns.events / seconds, megabytes / seconds
+        say(
+            f"writer ({client}): {ns.events:,} events ({megabytes:.0f} MB of JSON) landed and committed in "
+            f"{seconds:.1f} s: {eps:,.0f} events/s, {mbps:.1f} MB/s; {objects:.0f} objects; "
+            f"peak RSS {rss:.0f} MiB; {cpu:.1f} CPU-s ({cpu / ns.events * 1e6:.1f} CPU-s per million events)"
+        )
+        ratios.append(
+            f"ratio={eps / tool_eps:.2f} ours_eps={eps:.0f} kafka_eps={tool_eps:.0f} ours_mbps={mbps:.1f} "
+            f"kafka_mbps={tool_mbps:.1f} events={ns.events} writer_peak_rss_mib={rss:.0f} objects={objects:.0f} "
+            f"client={client} writer_cpu_s={cpu:.1f}"
+        )
     say(f"kafka-consumer-perf-test: {tool_eps:,.0f} records/s, {tool_mbps:.1f} MB/s")
-    say(
-        f"ratio={eps / tool_eps:.2f} ours_eps={eps:.0f} kafka_eps={tool_eps:.0f} ours_mbps={megabytes / seconds:.1f} "
-        f"kafka_mbps={tool_mbps:.1f} events={ns.events} writer_peak_rss_mib={rss:.0f} objects={objects:.0f}"
-    )
+    for line in ratios:
+        say(line)
     return 0
 
 

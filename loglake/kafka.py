@@ -309,8 +309,23 @@ class _LibraryErrors(logging.Handler):
         return next((m for m in self.messages if any(n in m for n in needles)), None)
 
 
+def kafka_python_failure(settings: KafkaSettings, last: _LibraryErrors, exc: Exception) -> KafkaUnavailable:
+    """Why a kafka-python client could not reach the cluster, in one sentence, from its own ERROR
+    lines (kept by `library_logs_muted`): credentials refused, TLS failed, or no broker answered."""
+    why = last.first("AuthenticationFailed")
+    if why:
+        return _refused_credentials(settings, why)
+    why = last.first("Handshake failed", "CERTIFICATE_VERIFY_FAILED")
+    if why:
+        return _failed_tls(settings, why)
+    # the broker answered (its version is known) and then hung up: SASL refused the login
+    if settings.uses_sasl and last.first("broker_version=(") and last.first("socket disconnected"):
+        return _refused_credentials(settings, "the broker closed the connection during login")
+    return _unreachable(settings, str(exc))
+
+
 @contextmanager
-def _library_logs_muted() -> Iterator[_LibraryErrors]:
+def library_logs_muted() -> Iterator[_LibraryErrors]:
     """While we probe the cluster, kafka-python's own retries and complaints (ERROR lines every
     100 ms) are not shown but kept: the caller reports the outcome as one sentence."""
     library = logging.getLogger("kafka")
@@ -339,7 +354,7 @@ class KafkaPythonProducer:
         compression = None if tuning.compression == "none" else tuning.compression
         last = _LibraryErrors()
         try:
-            with _library_logs_muted() as last:
+            with library_logs_muted() as last:
                 self._producer = KafkaProducer(
                     **kafka_python_config(settings),
                     client_id=tuning.client_id,
@@ -359,25 +374,14 @@ class KafkaPythonProducer:
                 f"kafka-python cannot use {tuning.compression} compression here: {exc}"
             ) from None
         except KafkaError as exc:
-            why = last.first("AuthenticationFailed")
-            if why:
-                raise _refused_credentials(settings, why) from None
-            why = last.first("Handshake failed", "CERTIFICATE_VERIFY_FAILED")
-            if why:
-                raise _failed_tls(settings, why) from None
-            # the broker answered (its version is known) and then hung up: SASL refused the login
-            if settings.uses_sasl and last.first("broker_version=(") and last.first("socket disconnected"):
-                raise _refused_credentials(
-                    settings, "the broker closed the connection during login"
-                ) from None
-            raise _unreachable(settings, str(exc)) from None
+            raise kafka_python_failure(settings, last, exc) from None
         self._send = self._producer.send
 
     def check_topic(self, topic: str) -> int:
         from kafka.errors import KafkaTimeoutError
 
         try:
-            with _library_logs_muted():
+            with library_logs_muted():
                 partitions = self._producer.partitions_for(topic)
         except KafkaTimeoutError:
             partitions = None
