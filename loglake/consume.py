@@ -195,7 +195,7 @@ class Writer:
             committed = {}
         for p in partitions:
             offset = committed.get(p, -1)
-            self.parts[p] = PartitionState(p, chain_checked=offset >= 0, committed=offset)
+            self.parts[p] = PartitionState(p, chain_checked=offset >= 0, committed=offset, landed=offset)
         self.ever_assigned = True
         self.last_record = self.clock()
         if self.draining:
@@ -268,6 +268,8 @@ class Writer:
                 self._settle(state)
         for state in list(self.parts.values()):
             self._launch(state)
+            if state.landed > state.committed and now >= state.commit_again_at:
+                self._commit(state, state.landed)
         self._pressure()
         if self.draining:
             self._drop_unfinishable()
@@ -480,11 +482,16 @@ class Writer:
             self._set_paused([state], False)
 
     def _commit(self, state: PartitionState, offset: int) -> None:
-        if offset <= state.committed:
+        """Commit `offset` (the end of a landed claim). A commit the group refuses while the partition
+        is still ours (a rebalance going on) is asked again a second later, and by the next landing."""
+        state.landed = max(state.landed, offset)
+        if state.landed <= state.committed:
             return
-        if self.consumer.commit(state.partition, offset):
-            state.committed = offset
+        if self.consumer.commit(state.partition, state.landed):
+            state.committed = state.landed
             self.commits += 1
+        else:
+            state.commit_again_at = self.clock() + 1.0
 
     def _pressure(self) -> None:
         """Pause a partition whose next batch is full while the one before is still landing."""
@@ -547,7 +554,8 @@ class Writer:
             )
 
     def close(self) -> None:
-        self.workers.shutdown()
+        # the consumer first: closing it revokes what it owns, and a revoke may still land a batch
         self.consumer.close()
+        self.workers.shutdown()
         self.dead.close()
         self.store.close()

@@ -106,6 +106,8 @@ class PartitionState:
     flight: Flight | None = None
     paused: bool = False
     committed: int = -1
+    landed: int = -1  # the end of the last claim landed: what the next commit says
+    commit_again_at: float = 0.0  # a refused commit is asked again from then on
     last_record: float = field(default_factory=time.monotonic)
 
     @property

@@ -143,6 +143,7 @@ class ScriptedConsumer:
         self.positions: dict[int, int | None] = {}
         self.generations: dict[int, int] = {}
         self.paused: set[int] = set()
+        self.refuse_commits = False  # the group refuses commits for a while (a rebalance under way)
         self.closed = False
 
     def check_topic(self) -> int:
@@ -196,6 +197,8 @@ class ScriptedConsumer:
         c = self.cluster
         if c.owner.get(partition) is not self or c.generation[partition] != self.generations.get(partition):
             return False  # fenced, as Kafka fences a member of an old generation
+        if self.refuse_commits:
+            return False
         c.committed[partition] = next_offset
         c.commit_history.append((self.name, partition, next_offset))
         return True

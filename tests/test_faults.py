@@ -18,14 +18,13 @@ from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 
-import orjson
 import psutil
 import pytest
 
-from loglake.verify import verify
-from tests.conftest import PYTHON, REPO, clean_env, create_topic, extra_stack, record, settings_of, stack
+from tests.conftest import PYTHON, REPO, clean_env, create_topic, extra_stack, record, stack
+from tests.oracles import exactly_once
 from tests.s3proxy import FlakyS3Proxy
-from tests.waiting import KafkaProbe, Output, kafka_errors, records_to_end, wait_unacknowledged, wait_until
+from tests.waiting import KafkaProbe, Output, kafka_errors, wait_unacknowledged, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -181,44 +180,12 @@ def wait_landing(env: dict[str, str], topic: str, at_least: int, what: str, aliv
     )
 
 
-def topic_event_ids(env: dict[str, str], topic: str) -> Counter[str]:
-    """The independent count: every event_id read straight from the topic (valid JSON objects only)."""
-    ids: Counter[str] = Counter()
-    for m in records_to_end(env["KAFKA_BOOTSTRAP_SERVERS"], topic):
-        if (m.key() or b"").startswith(b"junk-"):
-            continue  # the garbage of the bad-input scenario: it belongs in the dead letters
-        try:
-            event = orjson.loads(m.value() or b"")
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("event_id"), str):
-            ids[event["event_id"]] += 1
-    return ids
-
-
 def check(
     env: dict[str, str], topic: str, acked_file: Path | None = None, dead: int | None = None
 ) -> dict[str, int]:
-    kafka, lake = settings_of(env)
-    result = verify(kafka, lake, topic, prefix=f"faults-{topic}", group=f"g-{topic}", collect_ids=True)
-    totals = result.totals()
-    assert result.ok, totals
-    lake_ids = result.event_ids
-    assert max(lake_ids.values(), default=1) == 1, "an event is twice in the lake"
-    in_topic = topic_event_ids(env, topic)
-    assert set(lake_ids) == set(in_topic), "the lake and the topic hold different events"
-    if acked_file is not None:
-        acked = acked_file.read_text().split()
-        assert set(acked) <= set(lake_ids), (
-            f"{len(set(acked) - set(lake_ids))} acknowledged events are not in the lake"
-        )
-    if dead is not None:
-        assert totals["dead"] == dead
-    acked_count = len(acked_file.read_text().split()) if acked_file is not None else "-"
-    print(
-        f"faults-result topic={topic} acked={acked_count} {' '.join(f'{k}={v}' for k, v in totals.items())}"
-    )
-    return totals
+    """verify + the independent counts (tests/oracles.py) for a topic the fault writers landed."""
+    result = exactly_once(env, topic, f"faults-{topic}", f"g-{topic}", acked_file, dead)
+    return result.totals()
 
 
 def test_broker_killed_in_a_three_broker_cluster(tmp_path):

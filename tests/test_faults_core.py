@@ -24,10 +24,10 @@ import time
 import pytest
 
 from loglake import layout
-from tests.conftest import PYTHON, REPO, clean_env, create_topic, record
+from tests.conftest import PYTHON, REPO, clean_env, create_topic, record, s3_client
 from tests.s3proxy import FlakyS3Proxy
 from tests.test_faults import check, start_producer, wait_caught_up
-from tests.test_writer import committed, settings_of
+from tests.waiting import KafkaProbe, Output, kafka_errors, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -52,26 +52,10 @@ class Writer:
         self.proc = subprocess.Popen(
             args, cwd=REPO, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.output = Output(self.proc)
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float, after: int = 0) -> int:
-        """Wait until a log line (from line `after` on) contains `text`; its index."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i in range(after, len(self.lines)):
-                if text in self.lines[i]:
-                    return i
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"no log line with {text!r} within {timeout:g} s:\n{''.join(self.lines[-30:])}")
+    def wait_for(self, text: str, timeout: float) -> None:
+        wait_until(lambda: text in self.log, timeout, f"a log line with {text!r}", alive=[self.proc])
 
     def stop(self, timeout: float = 120) -> tuple[int, str]:
         if self.proc.poll() is None:
@@ -79,34 +63,36 @@ class Writer:
         return self.finish(timeout)
 
     def finish(self, timeout: float = 240) -> tuple[int, str]:
-        """Wait for the exit; (exit code, stdout). stderr stays with the reader thread."""
-        self.proc.wait(timeout=timeout)
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        self._reader.join(10)
-        return self.proc.returncode, out
+        code, out, _err = self.output.finish(timeout)
+        return code, out
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.wait(30)
+        self.output.finish(30)
 
     @property
     def log(self) -> str:
-        return "".join(self.lines)
-
-
-def total_committed(env: dict[str, str], topic: str) -> int:
-    return sum(max(0, o) for o in committed(env, topic, f"g-{topic}").values())
+        return self.output.text()
 
 
 def wait_committed(env: dict[str, str], topic: str, more_than: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = total_committed(env, topic)
-        if now > more_than:
-            return now
-        time.sleep(0.25)
-    raise AssertionError(f"the group committed nothing past {more_than} within {timeout:g} s")
+    probe = KafkaProbe(env["KAFKA_BOOTSTRAP_SERVERS"])
+    return wait_until(
+        lambda: probe.committed_total(topic, f"g-{topic}"),
+        timeout,
+        f"group g-{topic} to commit past {more_than}",
+        ok=lambda n: n > more_than,
+        retry_on=kafka_errors(),
+    )
+
+
+def lake_keys(env: dict[str, str], prefix: str) -> list[str]:
+    s3 = s3_client(env)
+    return [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["LAKE_BUCKET"], Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
 
 
 def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arrive_late(
@@ -184,24 +170,6 @@ def test_zombie_writer_paused_past_its_session_while_its_successor_runs(stack_en
     )
 
 
-def lake_keys(env: dict[str, str], prefix: str) -> list[str]:
-    import boto3
-
-    _kafka, lake = settings_of(env)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=lake.endpoint_url,
-        aws_access_key_id=lake.access_key_id,
-        aws_secret_access_key=lake.secret_access_key.get(),
-        region_name=lake.region,
-    )
-    return [
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=lake.bucket, Prefix=prefix)
-        for o in page.get("Contents", [])
-    ]
-
-
 def test_restarts_with_other_settings_after_sigkill_mid_run(stack_env, new_topic, tmp_path):
     """While events arrive, each writer is SIGKILLed right after it landed a batch of its own (its next
     one likely in the air), and the next one starts with other batch sizes, format, compression and
@@ -221,14 +189,14 @@ def test_restarts_with_other_settings_after_sigkill_mid_run(stack_env, new_topic
     ]
     for settings, made_by_it in runs:
         w = Writer(stack_env, topic, *settings)
-        deadline = time.monotonic() + 90
-        while not any(made_by_it(k) for k in lake_keys(stack_env, prefix) if layout.BOOKKEEPING not in k):
-            if time.monotonic() > deadline:
-                (tmp_path / "writer.log").write_text(w.log)
-                raise AssertionError(
-                    f"{settings} landed nothing of its own; its log: {tmp_path / 'writer.log'}"
-                )
-            time.sleep(0.2)
+        wait_until(
+            lambda made_by_it=made_by_it: [
+                k for k in lake_keys(stack_env, prefix) if layout.BOOKKEEPING not in k and made_by_it(k)
+            ],
+            90,
+            f"an object written with {settings}",
+            alive=[w.proc],
+        )
         w.kill()
     _out, err = producer.communicate(timeout=180)
     assert producer.returncode == 0, err

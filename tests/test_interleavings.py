@@ -117,6 +117,19 @@ def test_revoke_while_the_lake_stays_down_commits_nothing_and_the_next_owner_lan
     landed_everything(w)
 
 
+def test_a_commit_refused_while_the_partition_is_still_ours_is_asked_again():
+    w = World(partitions=1)
+    w.cluster.produce(0, 5)
+    a, ca, wa = w.writer(batch_records=5)
+    w.cluster.give(ca, 0)
+    ca.refuse_commits = True  # e.g. kafka-python refuses commits while its member rejoins
+    settle(w, (a, wa), rounds=3)
+    assert w.cluster.committed == {} and len(w.claims(0)) == 1
+    ca.refuse_commits = False
+    settle(w, (a, wa), rounds=2)
+    landed_everything(w)
+
+
 # -- zombies, lost partitions, restarts ---------------------------------------------------------------
 
 
