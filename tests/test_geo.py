@@ -29,8 +29,8 @@ from loglake.stack.cluster import StackConfig
 from loglake.stack.mirror import ClusterRef, Mirror, checkpoints, mm2_properties, remote_topic
 from loglake.stack.services import Instance
 from tests.conftest import PYTHON, REPO, clean_env, extra_stack, record, s3_client, stack
-from tests.test_faults import end_offsets, topic_event_ids
-from tests.test_writer import committed
+from tests.oracles import topic_event_ids
+from tests.waiting import KafkaProbe
 
 STACK_HOME = REPO / ".stack"
 RESULTS_FILE = STACK_HOME / "geo-results.md"
@@ -217,7 +217,7 @@ def read_lake(env: dict[str, str], prefixes: list[str]) -> dict[str, list[tuple[
 
 
 def group_offsets(env: dict[str, str], topic: str, group: str) -> dict[int, int]:
-    return {p: o for p, o in committed(env, topic, group).items() if o >= 0}
+    return KafkaProbe(env["KAFKA_BOOTSTRAP_SERVERS"]).committed(topic, group)
 
 
 def wait_for(what: str, condition, limit: float, every: float = 0.5) -> None:
@@ -228,7 +228,9 @@ def wait_for(what: str, condition, limit: float, every: float = 0.5) -> None:
 
 
 def caught_up(env: dict[str, str], topic: str, group: str) -> bool:
-    return sum(group_offsets(env, topic, group).values()) >= end_offsets(env, topic)
+    return sum(group_offsets(env, topic, group).values()) >= KafkaProbe(
+        env["KAFKA_BOOTSTRAP_SERVERS"]
+    ).in_topic(topic)
 
 
 # How long MirrorMaker is frozen (SIGSTOP: a stalled or cut inter-region link) right before the loss.
