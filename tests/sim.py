@@ -91,6 +91,7 @@ class Cluster:
     def __init__(self, partitions: int = 2, id: str = "sim-cluster") -> None:
         self.id = id
         self.log: list[list[Rec]] = [[] for _ in range(partitions)]
+        self.low: dict[int, int] = dict.fromkeys(range(partitions), 0)  # retention deleted what is below
         self.committed: dict[int, int] = {}
         self.owner: dict[int, ScriptedConsumer | None] = dict.fromkeys(range(partitions))
         self.generation: dict[int, int] = dict.fromkeys(range(partitions), 0)
@@ -144,6 +145,9 @@ class ScriptedConsumer:
         self.generations: dict[int, int] = {}
         self.paused: set[int] = set()
         self.refuse_commits = False  # the group refuses commits for a while (a rebalance under way)
+        self.silent = False  # polls return nothing (a slow fetch), rebalance callbacks still run
+        self.stale_after_seek = False  # a seek does not purge one chunk fetched before it
+        self._stale: dict[int, list[Rec]] = {}
         self.closed = False
 
     def check_topic(self) -> int:
@@ -160,13 +164,17 @@ class ScriptedConsumer:
         if not self.deaf:
             self._deliver()
         found: list[Rec] = []
+        if self.silent:
+            return found
         for p in sorted(self.positions):
             if p in self.paused:
                 continue
+            found.extend(self._stale.pop(p, []))
             position = self.positions[p]
             if position is None:
                 committed = self.cluster.committed.get(p, -1)
                 position = committed if committed >= 0 else 0
+            position = max(position, self.cluster.low[p])  # out of range: reset to the earliest
             chunk = self.cluster.log[p][position : position + self.per_poll]
             found.extend(chunk)
             self.positions[p] = position + len(chunk)
@@ -205,6 +213,9 @@ class ScriptedConsumer:
 
     def seek(self, partition: int, offset: int) -> None:
         if partition in self.positions:
+            old = self.positions[partition]
+            if self.stale_after_seek and old is not None:
+                self._stale[partition] = self.cluster.log[partition][old : old + self.per_poll]
             self.positions[partition] = offset
 
     def pause(self, partitions: list[int]) -> None:

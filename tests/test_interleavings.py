@@ -233,6 +233,81 @@ def test_a_group_whose_offsets_expired_resumes_after_the_lakes_last_claim():
     landed_everything(w)
 
 
+def test_a_group_without_commits_starting_inside_a_landed_claim_resumes_after_the_last_claim():
+    """Offsets expired and retention deleted the first records: the group starts at 5, inside the
+    claim 0..9. It must not claim 5..8 (that would store them twice): it finds the last claim first."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 20)
+    a, ca, wa = w.writer(batch_records=10)
+    w.cluster.give(ca, 0)
+    settle(w, (a, wa), rounds=5)
+    w.cluster.committed.clear()
+    w.cluster.owner[0] = None
+    w.cluster.low[0] = 5
+    w.cluster.produce(0, 3)
+    b, cb, wb = w.writer(batch_records=4)
+    w.cluster.give(cb, 0)
+    settle(w, (b, wb))
+    assert [(c.start, c.end) for c in w.claims(0)] == [(0, 10), (10, 20), (20, 23)]
+    assert w.problems() == [] and w.cluster.committed == {0: 23}
+
+
+def test_records_fetched_before_a_seek_are_not_gathered_again():
+    """The client may still hand out records it fetched before a seek: they are skipped."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 10)
+    a, ca, wa = w.writer(batch_records=10)
+    w.cluster.give(ca, 0)
+    steps(a, 2)
+    wa.run_all()  # claim 0..9 landed, but A dies before it commits
+    w.cluster.produce(0, 10)
+    w.cluster.owner[0] = None
+    b, cb, wb = w.writer(batch_records=5)
+    cb.stale_after_seek = True
+    w.cluster.give(cb, 0)
+    steps(b, 1)  # 0..4 gathered
+    wb.run_all()  # its claim meets A's 0..9, landed: skip to 10
+    b.step()
+    assert b.parts[0].position == 10
+    b.step()  # the poll brings 5..9 (fetched before the seek) and then 10..14
+    state = b.parts[0]
+    gathered = state.batch or (state.flight.batch if state.flight else None)
+    assert gathered is not None and (gathered.start, gathered.next) == (10, 15)
+    settle(w, (b, wb))
+    landed_everything(w)
+
+
+def test_a_writer_about_to_exit_on_idle_first_lands_the_claim_it_must_read_again():
+    """A claim in the lake (its objects never stored) must be read again; the re-read is slow (no
+    records for longer than --exit-when-idle): the writer waits for it instead of leaving it unlanded."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 10)
+    a, ca, wa = w.writer(batch_records=10)
+    w.cluster.give(ca, 0)
+    steps(a, 2)
+    w.store.objects_fail = True
+    wa.run_all()  # the claim 0..9 is in the lake, its object is not; A dies
+    w.store.objects_fail = False
+    w.cluster.owner[0] = None
+    b, cb, wb = w.writer(batch_records=100, exit_when_idle=3, idle_flush=1)
+    w.cluster.give(cb, 0)
+    steps(b, 2)
+    w.clock.sleep(2)
+    b.step()  # idle: its batch 0..9 is flushed; it meets the claim
+    wb.run_all()
+    b.step()  # reposition: read 0..9 again, as the claim says
+    assert b.parts[0].follow is not None
+    cb.silent = True
+    w.clock.sleep(5)
+    b.step()
+    cb.silent = False
+    for _ in range(10):
+        if b.step():
+            break
+        wb.run_all()
+    landed_everything(w)
+
+
 # -- dead letters ---------------------------------------------------------------------------------------
 
 
