@@ -5,7 +5,8 @@ layout, the format, its compression, and the record-size limit that decides whic
 letters. A claim (loglake/ledger.py) stores the recipe with the batch's offset range, so whoever
 lands that range again produces the same objects under the same keys, whatever its own settings.
 
-A format is one small class: its name, the extensions and content type of its objects, `encode`
+A format is one small class: its name, the extensions and content type of its objects, the
+compressions it takes (inside the file or around it: compression belongs to the format), `encode`
 (the records of one lake folder -> one object body) and `decode` (an object body -> its records,
 each with its `_kafka` coordinates, for `verify --deep`). Adding a format is one class and one line
 in `FORMATS`.
@@ -66,8 +67,8 @@ class Format(Protocol):
 
     def extension(self, compression: str) -> str: ...
 
-    def encode(self, envelope: bytes, records: FolderRecords, recipe: Recipe) -> Body:
-        """The body of the object holding `records` (one lake folder of one batch)."""
+    def encode(self, topic: str, partition: int, records: FolderRecords, recipe: Recipe) -> Body:
+        """The body of the object holding `records` (one lake folder of one batch of `partition`)."""
         ...
 
     def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
@@ -132,10 +133,9 @@ class _StoredLines:
     def join(self, lines: list[bytes]) -> tuple[bytes, ...]:
         raise NotImplementedError
 
-    def encode(self, envelope: bytes, records: FolderRecords, recipe: Recipe) -> Body:
-        data, encoding = compress(
-            self.join(stored_lines(envelope, records)), recipe.compression, recipe.level
-        )
+    def encode(self, topic: str, partition: int, records: FolderRecords, recipe: Recipe) -> Body:
+        lines = stored_lines(envelope_prefix(topic, partition), records)
+        data, encoding = compress(self.join(lines), recipe.compression, recipe.level)
         return Body(data, self.content_type, encoding)
 
 
