@@ -408,7 +408,7 @@ class WriterSettings:
     prefix: str = "topics"
     layout: str = "time"
     fmt: str = "jsonl"
-    compression: str = "gzip"
+    compression: str = ""  # empty: the format's own default (gzip for jsonl/json, zstd for parquet)
     compression_level: int = 1  # gzip level: 1-3 ISA-L (fast), 4-9 zlib (6: ~20% smaller, 10x slower)
     batch_records: int = 200_000
     batch_bytes: int = 32 * 1024 * 1024  # uncompressed; about 6-8 MB per object after gzip
@@ -430,6 +430,8 @@ class WriterSettings:
     @property
     def recipe(self) -> Recipe:
         """What decides the objects of a batch (stored with every claim)."""
-        from loglake.formats import Recipe
+        from loglake.formats import FORMATS, Recipe
 
-        return Recipe(self.layout, self.fmt, self.compression, self.compression_level, self.max_record_bytes)
+        codec = FORMATS.get(self.fmt)
+        compression = self.compression or (codec.compressions[0] if codec else "")
+        return Recipe(self.layout, self.fmt, compression, self.compression_level, self.max_record_bytes)
