@@ -32,13 +32,13 @@ from itertools import pairwise
 
 import orjson
 
-from loglake import defaults, formats, layout, settings
+from loglake import defaults, formats, layout
 from loglake.deadletter import source_of
 from loglake.errors import KafkaUnavailable, LoglakeError, run_cli, setup_logging
 from loglake.kafka import ClientErrors, confluent_config, list_metadata
 from loglake.lake import ObjectStore, S3Store
 from loglake.ledger import Claim, Ledger
-from loglake.settings import KafkaSettings, LakeSettings
+from loglake.settings import KafkaSettings, LakeSettings, Parser, VerifySettings, parser_for, values_of
 
 log = logging.getLogger(__name__)
 
@@ -315,48 +315,22 @@ def render(result: VerifyResult) -> str:
     return "\n".join(rows) + "\n"
 
 
-def build_parser(prog: str = "python -m loglake verify") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    settings.add_kafka_args(p)
-    settings.add_lake_args(p)
-    add = settings.add
-    add(p, "--topic", env="LOGLAKE_TOPIC", default=defaults.TOPIC, help="topic to check")
-    add(p, "--prefix", env="LOGLAKE_PREFIX", default="topics", help="key prefix the writer used")
-    add(
-        p,
-        "--group",
-        env="LOGLAKE_GROUP",
-        default="",
-        help="writer group (default: the one that owns the prefix)",
-    )
-    add(p, "--dead-letter-topic", env="LOGLAKE_DEAD_LETTER_TOPIC", default="", help="default: <topic>.dlq")
-    p.add_argument(
-        "--to-committed",
-        action="store_true",
-        help="check only up to the group's committed offsets, not to the end of each partition",
-    )
-    p.add_argument(
-        "--from-earliest",
-        action="store_true",
-        help="check from the first offset Kafka still holds, not from where the group's first claim began",
-    )
-    return p
+def build_parser(prog: str = "python -m loglake verify") -> Parser:
+    return parser_for(VerifySettings, prog, __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    s = values_of(VerifySettings, build_parser().parse_args(argv))
     setup_logging(quiet=True)
     result = verify(
-        settings.kafka_from_args(ns),
-        settings.lake_from_args(ns),
-        ns.topic,
-        ns.prefix,
-        ns.group or None,
-        ns.dead_letter_topic or None,
-        ns.to_committed,
-        from_earliest=ns.from_earliest,
+        s.kafka,
+        s.lake,
+        s.topic,
+        s.prefix,
+        s.group or None,
+        s.dead_letter_topic or None,
+        s.to_committed,
+        from_earliest=s.from_earliest,
     )
     sys.stdout.write(render(result))
     if not result.ok:
