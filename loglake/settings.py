@@ -688,6 +688,13 @@ class VerifySettings:
         "check from the first offset Kafka still holds, not from where the group's first claim began",
         switch=True,
     )
+    deep: bool = _check(
+        False,
+        "--deep",
+        "read every record of every object back, and report objects whose content and metadata "
+        "disagree (default: claims and object metadata only)",
+        switch=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------
