@@ -121,6 +121,7 @@ SCHEMA = pa.schema(
     + [pa.field(c.name, c.stored) for c in COLUMNS]  # nullable: an unfit row may lack any field
     + [pa.field(RAW, pa.string())]
 )
+EVENTS_SCHEMA = pa.schema(list(SCHEMA)[1:])  # without _kafka
 _PARSE = pa_json.ParseOptions(
     explicit_schema=pa.schema([(c.name, c.parsed) for c in COLUMNS]), unexpected_field_behavior="error"
 )
@@ -142,13 +143,31 @@ _encode = msgspec.json.Encoder().encode
 # ------------------------------------------------------------------------------- raw events -> table
 
 
+SLICE = 32_768  # rows parsed at a time: the parser's transient memory is a few times its input
+
+
 def to_table(topic: str, partition: int, records: FolderRecords) -> pa.Table:
     """The table of one object: `records` (validated events) with their Kafka coordinates."""
     values = records.values
     n = len(values)
+    kafka = pa.StructArray.from_arrays(
+        [
+            pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(0, pa.int32()), n), pa.array([topic])),
+            pa.repeat(pa.scalar(partition, pa.int32()), n),
+            pa.array(records.offsets, pa.int64()),
+            pa.array(records.timestamps, pa.int64()).cast(TIME),
+        ],
+        fields=list(KAFKA_TYPE),
+    )
+    events = pa.concat_tables(_events(values[i : i + SLICE]) for i in range(0, n, SLICE))
+    return events.add_column(0, SCHEMA.field(KAFKA), pa.chunked_array([kafka])).unify_dictionaries()
+
+
+def _events(values: list[bytes]) -> pa.Table:
+    """The event columns and `_raw` of some rows."""
     data = b"\n".join(values)
     table = None
-    if data.count(b"\n") == n - 1 and b"\r" not in data:  # one value per line, as Arrow reads them
+    if data.count(b"\n") == len(values) - 1 and b"\r" not in data:  # one value per line, as Arrow reads them
         try:
             table = _read(data)
         except pa.ArrowInvalid:
@@ -160,21 +179,13 @@ def to_table(topic: str, partition: int, records: FolderRecords) -> pa.Table:
         checked = _rows_with_null(data)
         unfit = {i for i in checked if not _fits(values[i])}
         unfit.update(_absent_required(table, checked))
+    del data
     columns, unfit_values = _typed(table, unfit)
     unfit.update(unfit_values)
-    kafka = pa.StructArray.from_arrays(
-        [
-            pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(0, pa.int32()), n), pa.array([topic])),
-            pa.repeat(pa.scalar(partition, pa.int32()), n),
-            pa.array(records.offsets, pa.int64()),
-            pa.array(records.timestamps, pa.int64()).cast(TIME),
-        ],
-        fields=list(KAFKA_TYPE),
-    )
-    raw = [None] * n
+    raw = [None] * len(values)
     for i in unfit:
         raw[i] = values[i].decode()
-    return pa.Table.from_arrays([kafka, *columns, pa.array(raw, pa.string())], schema=SCHEMA)
+    return pa.Table.from_arrays([*columns, pa.array(raw, pa.string())], schema=EVENTS_SCHEMA)
 
 
 def _read(data: bytes) -> pa.Table:
