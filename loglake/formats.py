@@ -183,7 +183,7 @@ class Parquet:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from loglake.columnar import to_table
+        from loglake.columnar import DELTA_COLUMNS, DICTIONARY_COLUMNS, to_table
 
         sink = pa.BufferOutputStream()
         pq.write_table(
@@ -193,6 +193,8 @@ class Parquet:
             compression=recipe.compression,
             compression_level=recipe.level if recipe.compression == "zstd" else None,
             store_decimal_as_integer=True,  # decimal(9, 1) as INT32, decimal(18, 2) as INT64
+            use_dictionary=list(DICTIONARY_COLUMNS),
+            column_encoding=dict.fromkeys(DELTA_COLUMNS, "DELTA_BINARY_PACKED"),
         )
         return Body(sink.getvalue().to_pybytes(), self.content_type)
 

@@ -232,3 +232,14 @@ def test_parquet_keys_end_in_parquet_whatever_the_compression():
         )
     assert formats.check_recipe(Recipe(format="parquet", compression="zstd")) is None
     assert "zstd or snappy or none" in formats.check_recipe(Recipe(format="parquet", compression="gzip"))
+
+
+def test_columns_that_grow_row_by_row_are_delta_encoded_the_rest_dictionary_encoded():
+    recipe = Recipe(format="parquet", compression="zstd")
+    table_bytes = recipe.codec.encode("log-data", 1, folder_of(fake_values(800)), recipe)
+    meta = pq.ParquetFile(io.BytesIO(table_bytes.data)).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    for name in columnar.DELTA_COLUMNS:
+        assert "DELTA_BINARY_PACKED" in encodings[name], name
+    assert "RLE_DICTIONARY" in encodings["event_type"] and "RLE_DICTIONARY" in encodings["user_id"]
+    assert set(encodings) == set(columnar.DELTA_COLUMNS) | set(columnar.DICTIONARY_COLUMNS)
