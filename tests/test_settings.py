@@ -10,7 +10,6 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from loglake import cli, produce, settings, verify
 from loglake.errors import ConfigError
@@ -220,22 +219,3 @@ def test_verify_and_producer_read_their_own_flags_and_variables():
         ),
     )
     assert (p.count, p.seed, p.rate) == (7, 3, 50.0)
-
-
-COMMAND_OF_SCRIPT = {"faking_data.py": "producer", "receive_faking_data.py": "writer"}
-
-
-def test_compose_sets_only_variables_its_services_read():
-    """docker-compose.yml's LOGLAKE_* variables are names the service's command reads."""
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    checked = 0
-    for service in compose["services"].values():
-        script = next((w for w in service.get("command", []) if w in COMMAND_OF_SCRIPT), None)
-        if script is None:
-            continue
-        read = {s.opt.env_name for s in settings_of(COMMANDS[COMMAND_OF_SCRIPT[script]])}
-        for name in service.get("environment", {}):
-            if name.startswith("LOGLAKE_"):
-                assert name in read, f"{script} reads no {name}"
-                checked += 1
-    assert checked >= 4
