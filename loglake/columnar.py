@@ -23,8 +23,9 @@ dead letter never depends on the format, and no event is lost or changed by bein
 
 The conversion parses with Arrow's JSON reader (C++, the GIL released, so the worker thread that
 encodes does not hold up the thread that consumes) and checks exactness column by column; only
-rows that may hold a JSON null are checked one by one in Python, and an object whose values do
-not all have the columns' types is converted row by row.
+rows holding a JSON null other than `"referrer":null` are checked one by one in Python (none of the
+generated events), and an object whose values do not all have the columns' types is converted row
+by row.
 """
 
 from __future__ import annotations
@@ -190,9 +191,9 @@ def _events(values: list[bytes]) -> pa.Table:
         lines, unfit = _conform(values)
         table = _read(b"\n".join(lines))
     else:
-        checked = _rows_with_null(data)
-        unfit = {i for i in checked if not _fits(values[i])}
-        unfit.update(_absent_required(table, checked))
+        nulls, other_nulls = _rows_with_null(data)
+        unfit = {i for i in other_nulls if not _fits(values[i])}
+        unfit.update(_absent_required(table, nulls))
     del data
     columns, unfit_values = _typed(table, unfit)
     unfit.update(unfit_values)
@@ -238,19 +239,26 @@ def _fitting_part(event: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _rows_with_null(data: bytes) -> list[int]:
-    """Rows (lines of `data`) whose bytes contain `null`: only there can a null column be a JSON null
-    (or a string that says null) rather than an absent field."""
-    rows, row, last = [], 0, 0
-    for match in re.finditer(b"null", data):
-        row += data.count(b"\n", last, match.start())
-        last = match.start()
-        if not rows or rows[-1] != row:
-            rows.append(row)
-    return rows
+_NULLABLE_KEYS = tuple(b'"%b":' % c.name.encode() for c in COLUMNS if c.nullable)
 
 
-def _absent_required(table: pa.Table, checked: list[int]) -> set[int]:
+def _rows_with_null(data: bytes) -> tuple[set[int], set[int]]:
+    """Rows (lines of `data`) whose bytes hold `null`: only there can a null column be a JSON null
+    rather than an absent field; and of those, the rows where it is not just `"referrer":null` (a
+    nullable field set to null, which fits), to be checked one by one. (`"referrer":null` cannot be
+    inside a string: a quote there is escaped.)"""
+    rows, others, row, last = set(), set(), 0, 0
+    for match in re.finditer(b"null", data):  # a literal: searched at memchr speed
+        start = match.start()
+        row += data.count(b"\n", last, start)
+        last = start
+        rows.add(row)
+        if not data.endswith(_NULLABLE_KEYS, 0, start):
+            others.add(row)
+    return rows, others
+
+
+def _absent_required(table: pa.Table, checked: set[int]) -> set[int]:
     """Rows lacking a field every event carries. A null in a required column is such a row, except
     that a nullable field (referrer) may be a JSON null: that is told apart in the rows `checked` one
     by one (those whose bytes hold a `null`); elsewhere its null too means absent."""
