@@ -5,10 +5,12 @@ layout, the format, its compression, and the record-size limit that decides whic
 letters. A claim (loglake/ledger.py) stores the recipe with the batch's offset range, so whoever
 lands that range again produces the same objects under the same keys, whatever its own settings.
 
-A format is one small class: its name, the extensions and content type of its objects, `encode`
+A format is one small class: its name, the extensions and content type of its objects, the
+compressions it takes (inside the file or around it: compression belongs to the format), `encode`
 (the records of one lake folder -> one object body) and `decode` (an object body -> its records,
 each with its `_kafka` coordinates, for `verify --deep`). Adding a format is one class and one line
-in `FORMATS`.
+in `FORMATS`. JSON Lines (the default) and a JSON array store each event as it came, with its
+coordinates spliced in; Parquet stores typed columns (loglake/columnar.py).
 
 Stored line (JSON formats): the event with one field added first,
 `{"_kafka":{"topic":"log-data","partition":2,"offset":12345,"timestamp":1732480000123},...event...}`,
@@ -66,8 +68,8 @@ class Format(Protocol):
 
     def extension(self, compression: str) -> str: ...
 
-    def encode(self, envelope: bytes, records: FolderRecords, recipe: Recipe) -> Body:
-        """The body of the object holding `records` (one lake folder of one batch)."""
+    def encode(self, topic: str, partition: int, records: FolderRecords, recipe: Recipe) -> Body:
+        """The body of the object holding `records` (one lake folder of one batch of `partition`)."""
         ...
 
     def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
@@ -132,10 +134,9 @@ class _StoredLines:
     def join(self, lines: list[bytes]) -> tuple[bytes, ...]:
         raise NotImplementedError
 
-    def encode(self, envelope: bytes, records: FolderRecords, recipe: Recipe) -> Body:
-        data, encoding = compress(
-            self.join(stored_lines(envelope, records)), recipe.compression, recipe.level
-        )
+    def encode(self, topic: str, partition: int, records: FolderRecords, recipe: Recipe) -> Body:
+        lines = stored_lines(envelope_prefix(topic, partition), records)
+        data, encoding = compress(self.join(lines), recipe.compression, recipe.level)
         return Body(data, self.content_type, encoding)
 
 
@@ -167,7 +168,46 @@ class JsonArray(_StoredLines):
         yield from orjson.loads(_plain(data))
 
 
-FORMATS: dict[str, Format] = {f.name: f for f in (JsonLines(), JsonArray())}
+class Parquet:
+    """Typed columns (loglake/columnar.py), compressed inside the file, one row group per object."""
+
+    name = "parquet"
+    content_type = "application/vnd.apache.parquet"
+    compressions = ("zstd", "snappy", "none")
+    max_row_group = 1 << 20  # rows; objects hold one batch's records of one folder (200,000 by default)
+
+    def extension(self, compression: str) -> str:
+        return "parquet"
+
+    def encode(self, topic: str, partition: int, records: FolderRecords, recipe: Recipe) -> Body:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from loglake.columnar import DELTA_COLUMNS, DICTIONARY_COLUMNS, to_table
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(
+            to_table(topic, partition, records),
+            sink,
+            row_group_size=min(len(records), self.max_row_group),
+            compression=recipe.compression,
+            compression_level=recipe.level if recipe.compression == "zstd" else None,
+            store_decimal_as_integer=True,  # decimal(9, 1) as INT32, decimal(18, 2) as INT64
+            use_dictionary=list(DICTIONARY_COLUMNS),
+            column_encoding=dict.fromkeys(DELTA_COLUMNS, "DELTA_BINARY_PACKED"),
+        )
+        return Body(sink.getvalue().to_pybytes(), self.content_type)
+
+    def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from loglake.columnar import records_of
+
+        yield from records_of(pq.read_table(pa.BufferReader(data)))
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (JsonLines(), JsonArray(), Parquet())}
 
 
 def format_of_key(key: str) -> Format | None:

@@ -33,7 +33,6 @@ import orjson
 from loglake import layout
 from loglake.batch import Batch, Rejected
 from loglake.errors import LoglakeError
-from loglake.formats import envelope_prefix
 from loglake.lake import Body, LakeRetriable, ObjectStore
 from loglake.ledger import Claim, Ledger, claim_of, object_metadata
 
@@ -172,10 +171,9 @@ def _reposition_to(held: Claim, with_: Landing, why: str) -> Reposition:
 
 def _upload(batch: Batch, claim: Claim, store: ObjectStore) -> int:
     codec = claim.recipe.codec
-    envelope = envelope_prefix(batch.topic, batch.partition)
     stored = 0
     for entry in claim.objects:
-        body = codec.encode(envelope, batch.folders[entry.folder], claim.recipe)
+        body = codec.encode(batch.topic, batch.partition, batch.folders[entry.folder], claim.recipe)
         store.put(entry.key, replace(body, metadata=object_metadata(claim, entry)))
         stored += len(body.data)
     return stored

@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, NoReturn
+from typing import IO
 
-from loglake import defaults
 from loglake.errors import (
     ConfigError,
     KafkaUnavailable,
@@ -34,19 +33,8 @@ from loglake.errors import (
 )
 from loglake.events import event_id_of, record_headers
 from loglake.fake import FakeLogs, SimClock
-from loglake.kafka import COMPRESSIONS, LogProducer, ProducerTuning, open_producer
-from loglake.settings import (
-    ProducerSettings,
-    add,
-    add_kafka_args,
-    byte_size,
-    env_flag,
-    kafka_from_args,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    rfc3339_ms,
-)
+from loglake.kafka import LogProducer, ProducerTuning, open_producer
+from loglake.settings import Parser, ProducerSettings, parser_for, rfc3339_ms, values_of
 
 log = logging.getLogger(__name__)
 
@@ -243,149 +231,28 @@ def _ids_file(path: str) -> Iterator[IO[str] | None]:
 
 
 # ---------------------------------------------------------------------------------------
-# Command line
+# Command line (every flag is declared in loglake/settings.py, ProducerSettings)
 
 
-class _Parser(argparse.ArgumentParser):
-    """A bad flag is one sentence on stderr and exit status 2 (not the usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser(prog: str = "faking_data.py") -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=prog,
-        description="Send realistic fake platform log events to a Kafka topic (key = user_id, value = JSON).",
-        epilog="Each flag also reads the environment variable shown in brackets; a flag wins over it.",
+def build_parser(prog: str = "faking_data.py") -> Parser:
+    return parser_for(
+        ProducerSettings,
+        prog,
+        "Send realistic fake platform log events to a Kafka topic (key = user_id, value = JSON).",
     )
-    g = parser.add_argument_group("What to send")
-    add(g, "--topic", env="LOGLAKE_TOPIC", default=defaults.TOPIC, help="Kafka topic")
-    add(
-        g,
-        "--count",
-        env="LOGLAKE_COUNT",
-        default=None,
-        type=non_negative_int,
-        help="events to send, then stop (default: until stopped)",
-    )
-    add(
-        g,
-        "--rate",
-        env="LOGLAKE_RATE",
-        default=50.0,
-        type=non_negative_float,
-        help="events per second; 0 = as fast as possible",
-    )
-    add(
-        g,
-        "--duration",
-        env="LOGLAKE_DURATION",
-        default=None,
-        type=positive_float,
-        help="seconds to keep sending, then stop (default: no limit)",
-    )
-    add(
-        g,
-        "--seed",
-        env="LOGLAKE_SEED",
-        default=None,
-        type=non_negative_int,
-        help="make the run reproducible: same seed, same events (event times from a simulated clock "
-        f"that starts at --start-time, else {ProducerSettings.SEEDED_START})",
-    )
-    add(
-        g,
-        "--start-time",
-        env="LOGLAKE_START_TIME",
-        default=None,
-        type=rfc3339_ms,
-        help="start a simulated clock at this RFC 3339 time; events are 1/rate s apart (1 ms at rate 0) "
-        "(default: the wall clock, unless --seed)",
-    )
-    g = parser.add_argument_group("Delivery")
-    add(
-        g,
-        "--compression",
-        env="LOGLAKE_COMPRESSION",
-        default="lz4",
-        choices=COMPRESSIONS,
-        help="record batch compression",
-    )
-    add(g, "--linger-ms", env="LOGLAKE_LINGER_MS", default=10, type=non_negative_int, help="batching delay")
-    add(
-        g,
-        "--batch-size",
-        env="LOGLAKE_BATCH_SIZE",
-        default=1_000_000,
-        type=byte_size,
-        help="largest record batch per partition, bytes (e.g. 1MB, 256KiB)",
-    )
-    add(
-        g,
-        "--delivery-timeout",
-        env="LOGLAKE_DELIVERY_TIMEOUT",
-        default=120.0,
-        type=positive_float,
-        help="seconds an event may take to be acknowledged, retries included; also the flush limit",
-    )
-    add(
-        g,
-        "--acked-ids-file",
-        env="LOGLAKE_ACKED_IDS_FILE",
-        default="",
-        help="write the event_id of every acknowledged event to this file, one per line",
-    )
-    add(
-        g,
-        "--producer-id",
-        env="LOGLAKE_PRODUCER_ID",
-        default="",
-        help="value of the producer-id record header (default: <hostname>-<pid>)",
-    )
-    add_kafka_args(parser)
-    g = parser.add_argument_group("Output")
-    add(
-        g,
-        "--progress-every",
-        env="LOGLAKE_PROGRESS_EVERY",
-        default=5.0,
-        type=positive_float,
-        help="seconds between progress lines",
-    )
-    env_flag(g, "-q", "--quiet", env="LOGLAKE_QUIET", help="no progress lines, only warnings and the summary")
-    env_flag(g, "-v", "--verbose", env="LOGLAKE_VERBOSE", help="debug logging")
-    return parser
 
 
 def settings_from_args(ns: argparse.Namespace) -> ProducerSettings:
-    return ProducerSettings(
-        kafka=kafka_from_args(ns),
-        topic=ns.topic,
-        count=ns.count,
-        rate=ns.rate,
-        duration=ns.duration,
-        seed=ns.seed,
-        start_time_ms=ns.start_time,
-        progress_every=ns.progress_every,
-        quiet=ns.quiet,
-        acked_ids_file=ns.acked_ids_file,
-        compression=ns.compression,
-        linger_ms=ns.linger_ms,
-        batch_bytes=ns.batch_size,
-        delivery_timeout=ns.delivery_timeout,
-        producer_id=ns.producer_id,
-    )
+    return values_of(ProducerSettings, ns)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    setup_logging(verbose=ns.verbose, quiet=ns.quiet)
-    settings = settings_from_args(ns)
+    s = settings_from_args(build_parser().parse_args(argv))
+    setup_logging(verbose=s.verbose, quiet=s.quiet)
     stop = threading.Event()
     caught: dict[str, str] = {}
     with stop_on_signals(stop, lambda name: caught.__setitem__("signal", name)):
-        report = produce(settings, stop=stop)
+        report = produce(s, stop=stop)
     if "signal" in caught:
         report.stopped_by = caught["signal"]
     sys.stdout.write(report.summary() + "\n")

@@ -1,23 +1,31 @@
 """Reconcile the lake with the topic: every offset exactly once, in the lake or in the dead letters.
 
-`python -m loglake verify [--topic log-data] [--prefix topics] [--group G] [--to-committed]`
+`python -m loglake verify [--topic log-data] [--prefix topics] [--group G] [--to-committed] [--deep]`
 
 What it proves, per partition, for every offset from where the group's landing began (its first
 claim; or, with `--from-earliest`, the first offset Kafka still holds) up to the end of the
 partition (or, with `--to-committed`, up to the group's committed offset):
-- the offset is stored exactly once: as a line of a lake object (read back, by the `_kafka`
-  coordinates on every line), as a dead letter on the dead-letter topic (by its
-  `loglake.source.*` headers; that topic is at-least-once, so its copies count once), or as a dead
-  letter in the lake (`_loglake/dead-letters/`); never in two of them, never twice in the lake;
+- the offset is stored exactly once: in a lake object, as a dead letter on the dead-letter topic (by
+  its `loglake.source.*` headers; that topic is at-least-once, so its copies count once), or as a
+  dead letter in the lake (`_loglake/dead-letters/`); never in two of them, never twice in the lake;
 - below the committed offset nothing is missing (a hole there is a *lost* event);
-- the claims of the partition (loglake/ledger.py) do not overlap, and every object in the lake is
-  named by a claim, with the records its claim says.
+- the claims of the partition (loglake/ledger.py) do not overlap, every claim's objects are in the
+  lake with the metadata the claim gives them (offset range, record count, claim), and every object
+  in the lake is named by a claim.
+
+How it knows what an object holds. By default from metadata: the claims (one small document per
+batch: its offset range, its objects with their offsets and record counts, its dead letters) and a
+HEAD request per object, so its cost grows with the number of objects, not of events; a claim's
+offsets count as stored when all its objects are there and agree with it, and its record and dead
+letter counts add up to its range. With `--deep` it reads every record of every object back (by the
+`_kafka` coordinates each one carries, in every format) and also reports objects whose content and
+metadata disagree (count, first or last offset, partition).
 
 Offsets from the committed offset to the end of the partition that are not in the lake yet are
 *pending*: not an error, but not landed either; the exit status says so.
 Exit status: 0 everything up to the end is landed exactly once; 3 nothing is wrong but some offsets
 are pending (run the writer, or verify with --to-committed); 1 something is lost, duplicated, or
-in the lake without a claim.
+in the lake without a claim, or a claim's objects are missing below the committed offset.
 """
 
 from __future__ import annotations
@@ -27,18 +35,19 @@ import logging
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 import orjson
 
-from loglake import defaults, formats, layout, settings
+from loglake import defaults, formats, layout
 from loglake.deadletter import source_of
 from loglake.errors import KafkaUnavailable, LoglakeError, run_cli, setup_logging
 from loglake.kafka import ClientErrors, confluent_config, list_metadata
 from loglake.lake import ObjectStore, S3Store
-from loglake.ledger import Claim, Ledger
-from loglake.settings import KafkaSettings, LakeSettings
+from loglake.ledger import Claim, Entry, Ledger, object_metadata
+from loglake.settings import KafkaSettings, LakeSettings, Parser, VerifySettings, parser_for, values_of
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,7 @@ class PartitionReport:
     duplicated: int = 0
     first_missing: int | None = None
     problems: list[str] = field(default_factory=list)  # claims and objects that break the design
+    notes: list[str] = field(default_factory=list)  # what is pending, and why
 
     @property
     def expected(self) -> int:
@@ -66,6 +76,11 @@ class PartitionReport:
     @property
     def ok(self) -> bool:
         return self.missing == 0 and self.duplicated == 0 and not self.problems
+
+    def lost(self, offset: int, count: int = 1) -> None:
+        self.missing += count
+        if self.first_missing is None or offset < self.first_missing:
+            self.first_missing = offset
 
 
 @dataclass
@@ -77,6 +92,7 @@ class VerifyResult:
     lines: int = 0
     claims: int = 0
     event_ids: Counter[str] = field(default_factory=Counter)
+    deep: bool = True
 
     @property
     def ok(self) -> bool:
@@ -93,9 +109,15 @@ class VerifyResult:
 
 @dataclass
 class LakeContents:
-    offsets: dict[int, Counter[int]] = field(default_factory=dict)  # partition -> offset -> lines
+    """What the lake holds of a topic. `deep`: `offsets` counts every record read back; otherwise the
+    offsets of `landed` claims count as stored (their objects are there and agree with them)."""
+
+    deep: bool = True
+    offsets: dict[int, Counter[int]] = field(default_factory=dict)  # partition -> offset -> records
     dead: dict[int, set[int]] = field(default_factory=dict)  # dead letters stored in the lake
     claims: dict[int, list[Claim]] = field(default_factory=dict)
+    landed: dict[int, list[Claim]] = field(default_factory=dict)  # every object stored and agreeing
+    unlanded: dict[int, list[tuple[Claim, list[str]]]] = field(default_factory=dict)  # with missing keys
     problems: dict[int, list[str]] = field(default_factory=dict)
     objects: int = 0
     lines: int = 0
@@ -106,12 +128,18 @@ class LakeContents:
 
 
 def read_lake(
-    store: ObjectStore, prefix: str, topic: str, partitions: list[int], collect_ids: bool
+    store: ObjectStore,
+    prefix: str,
+    topic: str,
+    partitions: list[int],
+    collect_ids: bool = False,
+    deep: bool = False,
 ) -> LakeContents:
-    """Every claim, object line and lake dead letter of `topic` under `prefix`."""
-    found = LakeContents()
+    """Every claim, object and lake dead letter of `topic` under `prefix`: objects by their metadata,
+    or with `deep` (implied by `collect_ids`) by every record they hold."""
+    found = LakeContents(deep=deep or collect_ids)
     ledger = Ledger(store, prefix, topic)
-    named: dict[str, tuple[Claim, int]] = {}  # object key -> its claim and record count
+    named: dict[str, tuple[Claim, Entry]] = {}
     for p in partitions:
         claims = found.claims[p] = list(ledger.all(p))
         for before, after in pairwise(claims):
@@ -121,37 +149,98 @@ def read_lake(
                 )
         for claim in claims:
             for entry in claim.objects:
-                named[entry.key] = (claim, entry.records)
+                named[entry.key] = (claim, entry)
+    listed = _list_objects(store, prefix, topic, found)
+    for key in listed:
+        if key not in named:
+            found.problem(layout.partition_of_object(key), f"object {key} is named by no claim")
+    heads = _heads(store, [key for key in named if key in listed])
+    for p in partitions:
+        for claim in found.claims[p]:
+            absent = [e.key for e in claim.objects if e.key not in listed]
+            if absent:
+                found.unlanded.setdefault(p, []).append((claim, absent))
+                continue
+            disagree = [_metadata_disagrees(claim, e, heads[e.key]) for e in claim.objects]
+            for text in filter(None, disagree):
+                found.problem(p, text)
+            if not any(disagree):
+                found.landed.setdefault(p, []).append(claim)
+    if found.deep:
+        for key in listed:
+            _read_records(store, key, named.get(key), found, collect_ids)
+    return found
+
+
+def _list_objects(store: ObjectStore, prefix: str, topic: str, found: LakeContents) -> list[str]:
+    """The lake objects of `topic` (lake dead letters go into `found.dead`; bookkeeping is skipped)."""
     bookkeeping = layout.topic_prefix(prefix, topic) + layout.BOOKKEEPING
     dead_prefix = layout.dead_letters_prefix(prefix, topic)
+    objects = []
     for key, _size in store.list(layout.topic_prefix(prefix, topic)):
         if key.startswith(dead_prefix):
-            document = orjson.loads(store.get(key) or b"{}")
-            source = document.get("source", {})
+            source = orjson.loads(store.get(key) or b"{}").get("source", {})
             found.dead.setdefault(source.get("partition", -1), set()).add(source.get("offset", -1))
-            continue
-        if key.startswith(bookkeeping):
-            continue
-        codec = formats.format_of_key(key)
-        if codec is None:
-            continue  # not written by loglake
-        found.objects += 1
-        lines = 0
-        for record in codec.decode(store.get(key) or b""):
-            meta = record["_kafka"]
-            found.offsets.setdefault(meta["partition"], Counter())[meta["offset"]] += 1
-            if collect_ids:
-                found.event_ids[record.get("event_id")] += 1
-            lines += 1
-        found.lines += lines
-        owner = named.get(key)
-        if owner is None:
-            found.problem(layout.partition_of_object(key), f"object {key} is named by no claim")
-        elif owner[1] != lines:
-            found.problem(
-                owner[0].partition, f"object {key} holds {lines} records, its claim says {owner[1]}"
-            )
-    return found
+        elif not key.startswith(bookkeeping) and formats.format_of_key(key) is not None:
+            objects.append(key)
+    found.objects = len(objects)
+    return objects
+
+
+def _heads(store: ObjectStore, keys: list[str]) -> dict[str, dict[str, str] | None]:
+    """The S3 metadata of `keys` (HEAD requests, a few at a time)."""
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="head") as pool:
+        return dict(zip(keys, pool.map(store.head, keys), strict=True))
+
+
+def _metadata_disagrees(claim: Claim, entry: Entry, meta: dict[str, str] | None) -> str | None:
+    """Why an object's S3 metadata does not match its claim, or None."""
+    if meta is None:
+        return f"object {entry.key} vanished while verify read the lake"
+    want = dict(object_metadata(claim, entry))
+    keys = (
+        "loglake-claim",
+        "loglake-records",
+        "loglake-first-offset",
+        "loglake-last-offset",
+        "loglake-format",
+    )
+    wrong = [k for k in keys if meta.get(k) != want[k]]
+    if not wrong:
+        return None
+    said = ", ".join(f"{k.removeprefix('loglake-')}={meta.get(k)}" for k in wrong)
+    told = ", ".join(f"{k.removeprefix('loglake-')}={want[k]}" for k in wrong)
+    return f"object {entry.key}: its metadata says {said}, its claim {told}"
+
+
+def _read_records(
+    store: ObjectStore, key: str, owner: tuple[Claim, Entry] | None, found: LakeContents, collect_ids: bool
+) -> None:
+    """Count every record of object `key`, and say where its content disagrees with its metadata."""
+    codec = formats.format_of_key(key)
+    assert codec is not None
+    offsets: list[int] = []
+    partitions: set[int] = set()
+    for record in codec.decode(store.get(key) or b""):
+        meta = record["_kafka"]
+        found.offsets.setdefault(meta["partition"], Counter())[meta["offset"]] += 1
+        offsets.append(meta["offset"])
+        partitions.add(meta["partition"])
+        if collect_ids:
+            found.event_ids[record.get("event_id")] += 1
+    found.lines += len(offsets)
+    if owner is None:
+        return
+    claim, entry = owner
+    held = (len(offsets), min(offsets, default=-1), max(offsets, default=-1), partitions)
+    said = (entry.records, entry.first, entry.last, {claim.partition})
+    if held != said:
+        found.problem(
+            claim.partition,
+            f"object {key} holds {held[0]} records of offsets {held[1]}..{held[2]} of partitions "
+            f"{sorted(held[3])}; its metadata says {said[0]} records of {said[1]}..{said[2]} of partition "
+            f"{claim.partition}",
+        )
 
 
 def read_dead_letters(kafka: KafkaSettings, dlq_topic: str, topic: str) -> dict[int, set[int]]:
@@ -247,23 +336,77 @@ def reconcile(
         committed = max(committed, low)
         end = committed if to_committed else high
         report = PartitionReport(p, low, committed, end, problems=list(lake.problems.get(p, [])))
-        in_lake = lake.offsets.get(p, Counter())
-        dead_here = dead_topic.get(p, set()) | lake.dead.get(p, set())
-        for offset in range(low, end):
-            count = in_lake.get(offset, 0) + (1 if offset in dead_here else 0)
-            if count == 0:
-                if offset < committed:
-                    report.missing += 1
-                    if report.first_missing is None:
-                        report.first_missing = offset
-                else:
-                    report.pending += 1
-            elif count > 1:
-                report.duplicated += 1
-        report.in_lake = sum(n for o, n in in_lake.items() if low <= o < end)
-        report.dead = sum(1 for o in dead_here if low <= o < end)
+        dead_here = {o for o in dead_topic.get(p, set()) | lake.dead.get(p, set()) if low <= o < end}
+        for claim, absent in lake.unlanded.get(p, []):
+            if claim.start >= end:
+                continue
+            text = f"claim {claim.start}..{claim.end - 1}: {len(absent)} of its {len(claim.objects)} objects are not in the lake ({absent[0]})"
+            (report.problems if claim.end <= committed else report.notes).append(text)
+        if lake.deep:
+            _count_records(report, lake.offsets.get(p, Counter()), dead_here)
+        else:
+            _count_claims(report, lake.landed.get(p, []), dead_here)
+        report.dead = len(dead_here)
         reports.append(report)
     return reports
+
+
+def _count_records(report: PartitionReport, in_lake: Counter[int], dead: set[int]) -> None:
+    """Offset by offset, from the records read back."""
+    for offset in range(report.low, report.end):
+        count = in_lake.get(offset, 0) + (1 if offset in dead else 0)
+        if count == 0:
+            if offset < report.committed:
+                report.lost(offset)
+            else:
+                report.pending += 1
+        elif count > 1:
+            report.duplicated += 1
+    report.in_lake = sum(n for o, n in in_lake.items() if report.low <= o < report.end)
+
+
+def _count_claims(report: PartitionReport, landed: list[Claim], dead: set[int]) -> None:
+    """Claim by claim: a landed claim's range is stored when its records and dead letters add up to
+    it; the offsets between landed claims are lost below the commit, pending from it on."""
+    position = report.low
+    for claim in landed:
+        if claim.end <= report.low or claim.start >= report.end:
+            continue
+        if claim.start > position:
+            _not_stored(report, position, claim.start, dead)
+        if claim.start < position:
+            report.duplicated += min(claim.end, position) - claim.start  # overlap (a problem already)
+        letters = sum(1 for o in dead if claim.start <= o < claim.end)
+        short = (claim.end - claim.start) - claim.records - letters
+        if short < 0:
+            report.duplicated -= short
+            report.problems.append(
+                f"claim {claim.start}..{claim.end - 1}: {-short} more records and dead letters than offsets"
+            )
+        elif short > 0:
+            why = f"claim {claim.start}..{claim.end - 1}: {short} of its {claim.dead_letters} dead letters are in no dead-letter store"
+            if claim.end <= report.committed:
+                report.lost(claim.start, short)
+                report.problems.append(why)
+            else:
+                report.pending += short
+                report.notes.append(why)
+        report.in_lake += claim.records
+        position = max(position, claim.end)
+    if position < report.end:
+        _not_stored(report, position, report.end, dead)
+
+
+def _not_stored(report: PartitionReport, start: int, end: int, dead: set[int]) -> None:
+    """Offsets start..end-1 are in no landed claim: dead letters there count, the rest are lost or pending."""
+    letters = sorted(o for o in dead if start <= o < end)
+    below = max(0, min(end, report.committed) - start)
+    above = (end - start) - below
+    lost = below - sum(1 for o in letters if o < report.committed)
+    if lost:
+        first = next(o for o in range(start, min(end, report.committed)) if o not in dead)
+        report.lost(first, lost)
+    report.pending += above - sum(1 for o in letters if o >= report.committed)
 
 
 def verify(
@@ -276,18 +419,20 @@ def verify(
     to_committed: bool = False,
     collect_ids: bool = False,
     from_earliest: bool = False,
+    deep: bool = False,
 ) -> VerifyResult:
+    """Reconcile the lake with the topic; `deep` (implied by `collect_ids`) reads every record."""
     store = S3Store(lake_settings)
     try:
         group = group or lake_owner(store, prefix, topic) or defaults.CONSUMER_GROUP
         ranges = kafka_ranges(kafka, topic, group)
-        lake = read_lake(store, prefix, topic, sorted(ranges), collect_ids)
+        lake = read_lake(store, prefix, topic, sorted(ranges), collect_ids, deep)
     finally:
         store.close()
     dead = read_dead_letters(kafka, dlq_topic or topic + defaults.DEAD_LETTER_SUFFIX, topic)
     reports = reconcile(ranges, lake, dead, to_committed, from_earliest)
     claims = sum(len(c) for c in lake.claims.values())
-    return VerifyResult(topic, group, reports, lake.objects, lake.lines, claims, lake.event_ids)
+    return VerifyResult(topic, group, reports, lake.objects, lake.lines, claims, lake.event_ids, lake.deep)
 
 
 def render(result: VerifyResult) -> str:
@@ -305,58 +450,35 @@ def render(result: VerifyResult) -> str:
             f"{p.dead:>6} {p.missing:>8} {p.pending:>8} {p.duplicated:>6}  {status}"
         )
         rows.extend(f"          partition {p.partition}: {problem}" for problem in p.problems)
+        rows.extend(f"          partition {p.partition} (pending): {note}" for note in p.notes)
     t = result.totals()
     verdict = "OK" if result.complete else "PENDING" if result.ok else "FAILED"
+    read = f"records={result.lines}" if result.deep else "read=metadata"
     rows.append(
         f"verify topic={result.topic} group={result.group} objects={result.objects} claims={result.claims} "
         f"expected={t['expected']} in_lake={t['in_lake']} dead_letters={t['dead']} missing={t['missing']} "
-        f"pending={t['pending']} duplicated={t['duplicated']} result={verdict}"
+        f"pending={t['pending']} duplicated={t['duplicated']} {read} result={verdict}"
     )
     return "\n".join(rows) + "\n"
 
 
-def build_parser(prog: str = "python -m loglake verify") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    settings.add_kafka_args(p)
-    settings.add_lake_args(p)
-    add = settings.add
-    add(p, "--topic", env="LOGLAKE_TOPIC", default=defaults.TOPIC, help="topic to check")
-    add(p, "--prefix", env="LOGLAKE_PREFIX", default="topics", help="key prefix the writer used")
-    add(
-        p,
-        "--group",
-        env="LOGLAKE_GROUP",
-        default="",
-        help="writer group (default: the one that owns the prefix)",
-    )
-    add(p, "--dead-letter-topic", env="LOGLAKE_DEAD_LETTER_TOPIC", default="", help="default: <topic>.dlq")
-    p.add_argument(
-        "--to-committed",
-        action="store_true",
-        help="check only up to the group's committed offsets, not to the end of each partition",
-    )
-    p.add_argument(
-        "--from-earliest",
-        action="store_true",
-        help="check from the first offset Kafka still holds, not from where the group's first claim began",
-    )
-    return p
+def build_parser(prog: str = "python -m loglake verify") -> Parser:
+    return parser_for(VerifySettings, prog, __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    s = values_of(VerifySettings, build_parser().parse_args(argv))
     setup_logging(quiet=True)
     result = verify(
-        settings.kafka_from_args(ns),
-        settings.lake_from_args(ns),
-        ns.topic,
-        ns.prefix,
-        ns.group or None,
-        ns.dead_letter_topic or None,
-        ns.to_committed,
-        from_earliest=ns.from_earliest,
+        s.kafka,
+        s.lake,
+        s.topic,
+        s.prefix,
+        s.group or None,
+        s.dead_letter_topic or None,
+        s.to_committed,
+        from_earliest=s.from_earliest,
+        deep=s.deep,
     )
     sys.stdout.write(render(result))
     if not result.ok:

@@ -188,11 +188,12 @@ def test_lost_partition_mid_upload_is_forgotten_and_the_late_upload_is_harmless(
     [
         {"batch_records": 3},
         {"fmt": "json", "compression": "none"},
+        {"fmt": "parquet"},
         {"compression": "none"},
         {"layout": "partition"},
         {"max_record_bytes": 60},
     ],
-    ids=["batch-records", "format", "compression", "layout", "max-record-bytes"],
+    ids=["batch-records", "format", "parquet", "compression", "layout", "max-record-bytes"],
 )
 @pytest.mark.parametrize("crash_after", ["claim", "objects"])
 def test_restart_with_other_settings_lands_the_claim_in_flight_with_its_own_recipe(changed, crash_after):

@@ -115,7 +115,7 @@ def test_claims_compare_by_what_they_hold_not_by_who_made_them():
 def test_every_format_decodes_what_it_encodes(fmt, compression):
     recipe = Recipe(format=fmt, compression=compression)
     records = sample_batch().folders["dt=2026-11-24/hour=21"]
-    body = recipe.codec.encode(envelope_prefix("log-data", 1), records, recipe)
+    body = recipe.codec.encode("log-data", 1, records, recipe)
     assert (body.content_encoding == "gzip") == (compression == "gzip")
     decoded = list(recipe.codec.decode(body.data))
     assert [r["_kafka"]["offset"] for r in decoded] == [100, 103]

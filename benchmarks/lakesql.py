@@ -1,0 +1,143 @@
+"""`scripts/lake-sql [--format jsonl|parquet] "SQL"`: DuckDB over the lake, with the writer's settings.
+
+The lake's objects of one topic under one prefix become the view `events` (Hive folders `dt=` and
+`hour=` as columns), and SQL runs on it in DuckDB (from requirements-dev.txt); the rows and the time
+the query took are printed. It reads the same variables as the writer (`AWS_ENDPOINT_URL`, the
+`AWS_*` keys, `LAKE_BUCKET`, `LOGLAKE_PREFIX`, `LOGLAKE_TOPIC`, `LOGLAKE_FORMAT`), so after
+`eval "$(scripts/stack env)"` it queries the lake the writer fills.
+
+DuckDB reads S3 through its `httpfs` extension, which it downloads on first use; here it is loaded
+from the `duckdb-extension-httpfs` package instead (PyPI, pinned beside duckdb), so nothing is
+downloaded at run time. The view names its objects one by one (listed through boto3) instead of
+giving DuckDB a glob: versitygw, the native stack's S3 server, answers listings without the URL
+encoding DuckDB asks for, and DuckDB then reads the `+` of our keys as a space. The SQL of the view
+is printed with `--show-view`; against a server that encodes listings, the same query runs in any
+DuckDB with the glob `s3://BUCKET/PREFIX/TOPIC/*/*/*.parquet` (or `*.jsonl.gz`) in its place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from loglake import defaults, formats, layout  # noqa: E402
+from loglake.errors import LoglakeError, run_cli, setup_logging  # noqa: E402
+from loglake.lake import LakeRetriable, S3Store  # noqa: E402
+from loglake.settings import LakeSettings, group, parser_for, values_of  # noqa: E402
+
+_query = group("What to query")
+
+# The queries docs/lake-writer.md shows and `scripts/bench writer` times (tests/test_query.py runs the
+# docs' commands and checks they are these).
+QUERIES = {
+    "events by type": "SELECT event_type, count(*) AS events FROM events GROUP BY event_type ORDER BY events DESC",
+    "errors of one user in one hour": "SELECT event_time, path, status, error_code FROM events "
+    "WHERE user_id = 'u0000002' AND event_type = 'error' AND dt = DATE '2026-01-01' AND hour = 0 "
+    "ORDER BY event_time",
+}
+
+
+@dataclass(frozen=True)
+class LakeSqlSettings:
+    lake: LakeSettings = LakeSettings()
+    topic: str = _query(defaults.TOPIC, "--topic", "topic whose objects to query")
+    prefix: str = _query("topics", "--prefix", "key prefix the writer used")
+    fmt: str = _query("jsonl", "--format", "which objects to query", choices=lambda: list(formats.FORMATS))
+    show_view: bool = _query(False, "--show-view", "print the SQL of the view `events` first", switch=True)
+
+
+def connect(lake: LakeSettings) -> Any:
+    """A DuckDB connection that reads the lake's bucket."""
+    import duckdb
+
+    con = duckdb.connect()
+    spec = importlib.util.find_spec("duckdb_extension_httpfs")
+    if spec and spec.submodule_search_locations:  # the extension from PyPI: nothing to download
+        extension = next(Path(spec.submodule_search_locations[0]).rglob("httpfs.duckdb_extension"))
+        con.execute(f"LOAD '{extension}'")
+    else:
+        con.execute("INSTALL httpfs; LOAD httpfs;")
+    scheme, _, endpoint = lake.endpoint_url.partition("://")
+    con.execute(
+        "CREATE SECRET lake (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
+        [lake.access_key_id, lake.secret_access_key.get(), lake.region, endpoint, scheme == "https"],
+    )
+    return con
+
+
+def view_sql(s: LakeSqlSettings) -> str:
+    """`CREATE VIEW events` over the lake's objects of format `s.fmt`, named one by one."""
+    codec = formats.FORMATS[s.fmt]
+    store = S3Store(s.lake)
+    try:
+        keys = [
+            key
+            for key, _size in store.list(layout.topic_prefix(s.prefix, s.topic))
+            if layout.BOOKKEEPING not in key and formats.format_of_key(key) is codec
+        ]
+    finally:
+        store.close()
+    if not keys:
+        where = f"s3://{s.lake.bucket}/{layout.topic_prefix(s.prefix, s.topic)}"
+        raise LoglakeError(f"{where} holds no {s.fmt} objects")
+    files = ", ".join("'" + f"s3://{s.lake.bucket}/{key}".replace("'", "''") + "'" for key in keys)
+    reader = {
+        "parquet": "read_parquet",
+        "jsonl": "read_json_auto",  # DuckDB reads the gzip by the name's .gz
+        "json": "read_json_auto",
+    }[s.fmt]
+    hive = "hive_partitioning = true, hive_types = {'dt': DATE, 'hour': INTEGER}"
+    return f"CREATE VIEW events AS SELECT * FROM {reader}([{files}], {hive})"  # noqa: S608 - quoted above
+
+
+def timed(con: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]], float]:
+    """(column names, rows as text, seconds) of one query (the rows go through Arrow, as text)."""
+    import pyarrow as pa
+
+    started = time.perf_counter()
+    table = con.execute(sql).to_arrow_table()
+    took = time.perf_counter() - started
+    columns = [
+        c.cast(pa.string()) if not pa.types.is_nested(c.type) else pa.array(map(str, c.to_pylist()))
+        for c in table.columns
+    ]
+    return table.column_names, list(zip(*(c.to_pylist() for c in columns), strict=True)), took
+
+
+def render(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    table = [columns, *[[("" if v is None else str(v)) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    return "".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in table
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = parser_for(LakeSqlSettings, "scripts/lake-sql", __doc__.split("\n\n")[0])
+    parser.add_argument("sql", help="the query; the lake's objects are the view `events`")
+    ns = parser.parse_args(argv)
+    s = values_of(LakeSqlSettings, ns)
+    setup_logging(quiet=True)
+    con = connect(s.lake)
+    try:
+        view = view_sql(s)
+    except LakeRetriable as exc:
+        raise LoglakeError(f"the lake at {s.lake.endpoint_url} did not answer: {exc}") from None
+    if s.show_view:
+        sys.stdout.write(view + ";\n")
+    con.execute(view)
+    columns, rows, took = timed(con, ns.sql)
+    sys.stdout.write(render(columns, rows))
+    sys.stdout.write(f"({len(rows)} rows, {took:.3f} s, {s.fmt})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
