@@ -28,7 +28,7 @@ def folder_of(values: list[bytes], first: int = 100) -> FolderRecords:
         records.offsets.append(first + 2 * i)
         records.timestamps.append(START_MS + i)
         records.values.append(value)
-    records.last = records.offsets[-1]
+        records.event_ms.append(START_MS + i)
     return records
 
 
