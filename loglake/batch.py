@@ -21,16 +21,40 @@ def _longs() -> array[int]:
 @dataclass(slots=True)
 class FolderRecords:
     """The records of one lake folder (e.g. `dt=2026-11-24/hour=21`) inside one batch, in offset order:
-    offsets, Kafka timestamps and event times (ms) as packed arrays, values as bytes."""
+    offsets, Kafka timestamps and event times (ms) as packed arrays, and the values back to back in
+    one buffer (`ends[i]` is where value i ends). One buffer instead of a bytes object per record: no
+    per-record overhead, and when the batch is gone its memory goes back to the system at once."""
 
     first: int
     offsets: array[int] = field(default_factory=_longs)
     timestamps: array[int] = field(default_factory=_longs)
     event_ms: array[int] = field(default_factory=_longs)
-    values: list[bytes] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)
+    ends: array[int] = field(default_factory=_longs)
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def append(self, offset: int, timestamp: int, event_ms: int, value: bytes) -> None:
+        self.offsets.append(offset)
+        self.timestamps.append(timestamp)
+        self.event_ms.append(event_ms)
+        self.data += value
+        self.ends.append(len(self.data))
+
+    def begin(self, i: int) -> int:
+        """Where value `i` starts in `data`."""
+        return self.ends[i - 1] if i else 0
+
+    @property
+    def values(self) -> list[bytes]:
+        """Every value as bytes (a copy: for formats that need separate objects)."""
+        data, begin = self.data, 0
+        found = []
+        for end in self.ends:
+            found.append(bytes(data[begin:end]))
+            begin = end
+        return found
 
     @property
     def last(self) -> int:
@@ -83,11 +107,7 @@ class Batch:
         return records
 
     def add(self, folder: str, offset: int, timestamp: int, value: bytes, event_ms: int) -> None:
-        records = self.folder(folder, offset)
-        records.offsets.append(offset)
-        records.timestamps.append(timestamp)
-        records.event_ms.append(event_ms)
-        records.values.append(value)
+        self.folder(folder, offset).append(offset, timestamp, event_ms, value)
         self.records += 1
         self.size += len(value)
         self.next = offset + 1

@@ -357,7 +357,8 @@ class Writer:
                 records.offsets.append(offset)
                 records.timestamps.append(m.timestamp()[1])
                 records.event_ms.append(event_ms)
-                records.values.append(value)
+                records.data += value
+                records.ends.append(len(records.data))
                 batch.records += 1
                 batch.size += len(value)
                 batch.next = offset + 1

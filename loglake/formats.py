@@ -103,14 +103,27 @@ def stored_line(prefix: bytes, offset: int, timestamp_ms: int, value: bytes) -> 
 def stored_lines(
     envelope: bytes, records: FolderRecords, start: int = 0, stop: int | None = None
 ) -> list[bytes]:
-    """`stored_line` of records `start` to `stop`. Compact values (as producers write them: `{"`
-    first, no line break) take one template each, less work than `stored_line`; others take it."""
-    values = records.values[start:stop]
+    """`stored_line` of records `start` to `stop`. A chunk of compact values (as producers write them:
+    `{"` first, no line break anywhere) takes one template per line, half the work of `stored_line`."""
+    stop = len(records) if stop is None else min(stop, len(records))
+    data, ends = records.data, records.ends
+    begin, chunk_end = records.begin(start), records.begin(stop)
+    view = memoryview(data)
     offsets, stamps = records.offsets[start:stop], records.timestamps[start:stop]
-    if all(v[:2] == b'{"' and b"\n" not in v and b"\r" not in v for v in values):
+    lines = []
+    if data.find(b"\n", begin, chunk_end) < 0 and data.find(b"\r", begin, chunk_end) < 0:
         template = envelope + b'%d,"timestamp":%d},%b'
-        return [template % (o, t, v[1:]) for o, t, v in zip(offsets, stamps, values, strict=True)]
-    return [stored_line(envelope, o, t, v) for o, t, v in zip(offsets, stamps, values, strict=True)]
+        for o, t, end in zip(offsets, stamps, ends[start:stop], strict=True):
+            if data[begin] == 123 and data[begin + 1] == 34:  # {"
+                lines.append(template % (o, t, view[begin + 1 : end]))
+            else:
+                lines.append(stored_line(envelope, o, t, bytes(view[begin:end])))
+            begin = end
+        return lines
+    for o, t, end in zip(offsets, stamps, ends[start:stop], strict=True):
+        lines.append(stored_line(envelope, o, t, bytes(view[begin:end])))
+        begin = end
+    return lines
 
 
 CHUNK = 8192  # records encoded and compressed at a time: the whole object's lines never exist at once
