@@ -28,7 +28,10 @@ What the group does with commits made inside the callbacks (kafka-python's coord
   answer instead; it then joins again as a new member and reports the partitions it had as *revoked*,
   in the new generation, where the broker accepts commits. This consumer remembers the member id each
   partition was assigned under: a partition "revoked" under another member id is delivered as `lost`
-  (tests/test_kafka_python_writer.py, the zombie test, fails without that).
+  (tests/test_kafka_python_writer.py, the zombie test, fails without that). Until the writer's thread
+  has run that `lost`, its commits of those partitions would be accepted too (the broker checks the
+  generation, not who owns the partition), taking the group's offset back to where the zombie was:
+  `commit` refuses a partition assigned under another member id than the current one.
 - between sending a JoinGroup and the SyncGroup answer, kafka-python refuses commits itself
   (RebalanceInProgressError, the member is not stable): False here, as for a fenced member.
 """
@@ -382,6 +385,13 @@ class KafkaPythonConsumer:
         offsets = {self._tp(partition): OffsetAndMetadata(next_offset, "", -1)}
         deadline = time.monotonic() + COMMIT_PATIENCE
         while True:
+            if self._rejoined_since(partition):
+                log.warning(
+                    "commit of partition %d refused: this writer rejoined the group as a new member "
+                    "since the partition was assigned to it, and the group may have given it to another",
+                    partition,
+                )
+                return False
             try:
                 self._client().commit(offsets, timeout_ms=int(self._settings.connect_timeout * 1000))
                 return True
@@ -403,6 +413,15 @@ class KafkaPythonConsumer:
                     ) from None
                 log.warning("commit of partition %d failed (%s); retrying", partition, exc)
                 time.sleep(1)
+
+    def _rejoined_since(self, partition: int) -> bool:
+        """Whether our member id is no longer the one `partition` was assigned under. A zombie (stopped
+        past its session) rejoins as a new member on the IO thread; the broker accepts commits of the new
+        generation for any partition, so until the writer's thread has run the `lost` that follows, a
+        commit of what the old member had (an older offset than its next owner's) would be accepted and
+        take the group's offset back. Refused here instead; `lost` comes next."""
+        assigned_under = self._member_of.get(partition)
+        return assigned_under is not None and self._client().group_metadata().member_id != assigned_under
 
     def seek(self, partition: int, offset: int) -> None:
         tp = self._tp(partition)
