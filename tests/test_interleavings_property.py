@@ -27,7 +27,7 @@ VARIANTS = [
     {"batch_records": 4, "max_record_bytes": 90},
     {"batch_records": 6, "compression": "none"},
 ]
-EXAMPLES = int(os.environ.get("LOGLAKE_INTERLEAVINGS", "300"))
+EXAMPLES = int(os.environ.get("LOGLAKE_INTERLEAVINGS", "1000"))
 
 
 class WriterWorld(RuleBasedStateMachine):
