@@ -3,6 +3,7 @@ the runs of one invocation with their median and spread, and the JSON the plot i
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -11,10 +12,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -81,13 +86,57 @@ def wait_for_quiet(below: float, at_most: float) -> None:
 
 @dataclass
 class Usage:
-    """What wait4 says of a finished child: its own CPU time plus that of the children it waited for,
-    and its peak RSS (the largest of it and those children)."""
+    """Of a finished child: its CPU time from wait4 (its own plus that of the children it waited for),
+    its peak RSS from its high-water marks (PeakRss)."""
 
     returncode: int
     seconds: float
     cpu: float
     peak_rss_mib: float
+
+
+def high_water_mib(pid: int) -> float:
+    """VmHWM: the kernel's high-water mark of a process's resident set since its exec (0 once it ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class PeakRss(threading.Thread):
+    """The peak RSS of a process and its descendants: each one's VmHWM, read every 0.1 s until it ends,
+    summed (for one process, exact up to its last 0.1 s). Not wait4's ru_maxrss: Linux carries the
+    spawning process's high-water mark into the child at exec, so a child of a large benchmark process
+    would report at least the benchmark's own size."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.marks: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.done.is_set():
+            try:
+                pids = [self.pid, *(c.pid for c in root.children(recursive=True))]
+            except psutil.Error:
+                pids = [self.pid]
+            for pid in pids:
+                self.marks[pid] = max(self.marks.get(pid, 0.0), high_water_mib(pid))
+            self.done.wait(0.1)
+
+    def peak_mib(self) -> float:
+        self.done.set()
+        self.join()
+        return sum(self.marks.values())
 
 
 class Child:
@@ -100,6 +149,8 @@ class Child:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._out, stderr=self._err, text=True)
         self.usage: Usage | None = None
+        self._rss = PeakRss(self.proc.pid)
+        self._rss.start()
 
     @property
     def pid(self) -> int:
@@ -134,7 +185,7 @@ class Child:
             returncode=self.proc.returncode,
             seconds=time.monotonic() - self.started,
             cpu=rusage.ru_utime + rusage.ru_stime,
-            peak_rss_mib=rusage.ru_maxrss / 1024,
+            peak_rss_mib=self._rss.peak_mib(),
         )
 
     def output(self) -> tuple[str, str]:
@@ -147,15 +198,14 @@ class Child:
         return texts[0], texts[1]
 
 
-def run_measured(
-    argv: list[str], timeout: float = 900, env: dict[str, str] | None = None
-) -> tuple[Usage, str]:
+def run_measured(argv: list[str], name: str = "", timeout: float = 900) -> tuple[Usage, str]:
     """Run to the end; (usage, stdout). Exits with the tail of stderr if it failed."""
-    child = Child(argv, env=env)
+    child = Child(argv)
     usage = child.wait(timeout)
     out, err = child.output()
     if usage.returncode != 0:
-        raise SystemExit(f"{Path(argv[0]).name} failed ({usage.returncode}): {(err or out).strip()[-800:]}")
+        what = name or Path(argv[0]).name
+        raise SystemExit(f"{what} failed ({usage.returncode}): {(err or out).strip()[-800:]}")
     return usage, out
 
 
@@ -176,6 +226,22 @@ def per_million(cpu: float, events: int) -> float:
     return cpu * 1_000_000 / events
 
 
+def add_run_options(parser: argparse.ArgumentParser, section: str) -> None:
+    """--runs, --wait-load, --wait-max and --json, the same for both benchmarks."""
+    parser.add_argument("--runs", type=int, default=1, help="runs in this invocation (default 1)")
+    parser.add_argument(
+        "--wait-load",
+        type=float,
+        default=0.0,
+        metavar="L",
+        help="before each run, wait up to --wait-max s for a 1-minute load average below L (default: no wait)",
+    )
+    parser.add_argument("--wait-max", type=float, default=600.0, help="longest wait for --wait-load (s)")
+    parser.add_argument(
+        "--json", type=Path, help=f"also write the figures to this file's {section!r} section (for the plot)"
+    )
+
+
 @dataclass(frozen=True)
 class Figure:
     key: str
@@ -190,19 +256,25 @@ class Runs:
     figures: list[Figure]
     runs: list[dict[str, float]] = field(default_factory=list)
 
-    def start(self, number: int, total: int) -> dict[str, float]:
-        figures: dict[str, float] = {"load_before": load()}
-        self.runs.append(figures)
-        say(f"--- run {number} of {total} on {cpu_model()}; load average before: {load_text()}")
-        return figures
-
-    def finish(self, figures: dict[str, float]) -> None:
-        figures["load_after"] = load()
-        loaded = figures["load_before"] >= LOADED_AT
-        say(
-            f"load average after run {len(self.runs)}: {load_text()}"
-            + (f"  [taken under load: 1-min load {figures['load_before']:.2f} before it]" if loaded else "")
-        )
+    def each(self, ns: argparse.Namespace) -> Iterator[tuple[int, dict[str, float]]]:
+        """(run number, its figures) for each of the --runs, after waiting as --wait-load says; the load
+        average is taken before and after each."""
+        for number in range(1, ns.runs + 1):
+            wait_for_quiet(ns.wait_load, ns.wait_max)
+            figures: dict[str, float] = {"load_before": load()}
+            self.runs.append(figures)
+            say(f"--- run {number} of {ns.runs} on {cpu_model()}; load average before: {load_text()}")
+            yield number, figures
+            figures["load_after"] = load()
+            loaded = figures["load_before"] >= LOADED_AT
+            say(
+                f"load average after run {number}: {load_text()}"
+                + (
+                    f"  [taken under load: 1-min load {figures['load_before']:.2f} before it]"
+                    if loaded
+                    else ""
+                )
+            )
 
     def values(self, key: str) -> list[float]:
         return [run[key] for run in self.runs if key in run]

@@ -40,17 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import (  # noqa: E402
-    Figure,
-    Runs,
-    kafka_tool_argv,
-    machine,
-    per_million,
-    run_measured,
-    say,
-    wait_for_quiet,
-    write_json,
-)
+from benchmarks import common  # noqa: E402
+from benchmarks.common import Figure, Runs, say  # noqa: E402
 from loglake import defaults  # noqa: E402
 from loglake.fake import FakeLogs  # noqa: E402
 
@@ -136,7 +127,7 @@ def ours(bootstrap: str, topic: str, events: int, client: str, avg_bytes: float)
         "--batch-size",
         str(SETTINGS["batch_bytes"]),
     ]
-    usage, out = run_measured(command)
+    usage, out = common.run_measured(command, "faking_data.py")
     summary = out.strip().splitlines()[-1:] or [""]
     fields = dict(re.findall(r"(\w+)=([\w.]+)", summary[0]))
     if int(fields["acked"]) != events:
@@ -148,7 +139,7 @@ def ours(bootstrap: str, topic: str, events: int, client: str, avg_bytes: float)
         mb_per_s=events * avg_bytes / elapsed / 1e6,
         peak_rss_mb=usage.peak_rss_mib,
         elapsed=elapsed,
-        cpu_s_per_million=per_million(usage.cpu, events),
+        cpu_s_per_million=common.per_million(usage.cpu, events),
     )
 
 
@@ -171,7 +162,9 @@ def kafka_tool(bootstrap: str, topic: str, events: int, payload: str | int) -> R
         f"linger.ms={SETTINGS['linger_ms']}",
         f"batch.size={SETTINGS['batch_bytes']}",
     ]
-    usage, out = run_measured(kafka_tool_argv("kafka-producer-perf-test", args))
+    usage, out = common.run_measured(
+        common.kafka_tool_argv("kafka-producer-perf-test", args), "kafka-producer-perf-test"
+    )
     final = [line for line in out.splitlines() if "records sent" in line]
     match = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\)", final[-1] if final else "")
     if not match:
@@ -183,7 +176,7 @@ def kafka_tool(bootstrap: str, topic: str, events: int, payload: str | int) -> R
         mb_per_s=float(match.group(2)) * 1.048576,
         elapsed=events / eps,
         peak_rss_mb=usage.peak_rss_mib,
-        cpu_s_per_million=per_million(usage.cpu, events),
+        cpu_s_per_million=common.per_million(usage.cpu, events),
     )
 
 
@@ -347,7 +340,6 @@ def one_run(o: Options, figures: dict[str, float], created: list[str], profile: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench producer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events per run (default 1,000,000)")
-    parser.add_argument("--runs", type=int, default=1, help="runs in this invocation (default 1)")
     parser.add_argument(
         "--kafka-python-events",
         type=int,
@@ -359,22 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pacing-seconds", type=float, default=5.0, help="length of each paced run (default 5; 0 skips)"
     )
-    parser.add_argument(
-        "--wait-load",
-        type=float,
-        default=0.0,
-        metavar="L",
-        help="before each run, wait up to --wait-max s for a 1-minute load average below L (default: no wait)",
-    )
-    parser.add_argument("--wait-max", type=float, default=600.0, help="longest wait for --wait-load (s)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file's 'producer' section")
+    common.add_run_options(parser, "producer")
     ns = parser.parse_args(argv)
     SETTINGS["compression"] = ns.compression
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{defaults.KAFKA_PORTS[0]}")
     n = ns.events
     kp_events = 0 if ns.no_kafka_python else (ns.kafka_python_events or min(n, 200_000))
     started = time.monotonic()
-    machine_line = machine()
+    machine_line = common.machine()
     say(machine_line)
     say(
         f"settings: acks=all, idempotence on, compression={ns.compression}, linger.ms={SETTINGS['linger_ms']}, "
@@ -387,15 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             payloads.write(value + b"\n")
     options = Options(bootstrap, n, kp_events, ns.pacing_seconds, payloads.name)
     try:
-        for number in range(1, ns.runs + 1):
-            wait_for_quiet(ns.wait_load, ns.wait_max)
-            figures = runs.start(number, ns.runs)
+        for number, figures in runs.each(ns):
             try:
                 one_run(options, figures, created, profile=number == 1)
             finally:
                 delete_topics(bootstrap, created)
                 created.clear()
-            runs.finish(figures)
     finally:
         os.unlink(payloads.name)
 
@@ -404,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     took = time.monotonic() - started
     say(f"the invocation took {took:.0f} s")
     if ns.json:
-        write_json(
+        common.write_json(
             ns.json,
             "producer",
             {
