@@ -32,7 +32,8 @@ PRODUCER = [
 WRITER = [
     ("ours_eps", "receive_faking_data.py (in lake + committed)", OURS),
     ("kafka_eps", "kafka-consumer-perf-test (read only)", KAFKA),
-    ("quix_eps", "Quix Streams S3FileSink (in lake + committed)", PEER),
+    ("quix_eps", "Quix Streams S3FileSink, plain JSON Lines (in lake + committed)", PEER),
+    ("quix_gzip_eps", "Quix Streams S3FileSink, gzip (in lake + committed)", PEER),
 ]
 
 

@@ -29,6 +29,7 @@ QUIX_HOME = REPO / ".stack" / "peers" / "quix"
 
 @dataclass
 class PeerRun:
+    key: str  # prefix of its figures' keys
     name: str
     events_per_s: float
     cpu_s_per_million: float
@@ -58,9 +59,15 @@ def quix_python() -> Path:
     return python
 
 
+# The Quix Streams sinks each run lands the topic with: key -> gzip (its JSONFormat's compress)
+QUIX_SINKS = {"quix": False, "quix_gzip": True}
+QUIX_NAMES = {"quix": "Quix S3FileSink", "quix_gzip": "Quix S3FileSink (gzip)"}
+
+
 def quix(bootstrap: str, topic: str, events: int, gzip: bool) -> PeerRun:
     """Quix Streams' S3FileSink lands the topic with a fresh group into a fresh folder; then its objects
-    are read back and counted."""
+    are read back and counted. Plain JSON Lines is what its "json" format gives by default; with gzip
+    (level 9, Python's gzip module) its lake is compressed as ours is."""
     group = f"peer-quix-{uuid.uuid4().hex[:8]}"
     directory = f"peer_quix_{uuid.uuid4().hex[:8]}"  # the sink allows only [a-zA-Z0-9 ._/] here
     argv = [str(quix_python()), "-W", "ignore", str(REPO / "benchmarks" / "quix_sink.py")]
@@ -68,7 +75,8 @@ def quix(bootstrap: str, topic: str, events: int, gzip: bool) -> PeerRun:
     landed = land("Quix Streams", argv, bootstrap, topic, group, events)
     counted = count_json_lines(directory + "/", envelope="_value")
     return PeerRun(
-        name="Quix Streams S3FileSink" + (" (gzip)" if gzip else ""),
+        key="quix_gzip" if gzip else "quix",
+        name="Quix Streams S3FileSink" + (" (gzip)" if gzip else " (plain JSON Lines)"),
         events_per_s=events / landed.seconds,
         cpu_s_per_million=per_million(landed.usage.cpu, events),
         peak_rss_mib=landed.usage.peak_rss_mib,

@@ -57,8 +57,7 @@ class Options:
     megabytes: float  # of event JSON in the topic, as Kafka's tool counts them
     fmt: str
     writer_args: list[str]
-    peers: bool
-    quix_gzip: bool
+    quix: list[str]  # the Quix Streams sinks to run (keys of peers.QUIX_SINKS); none without --peers
 
 
 def ours(o: Options, prefix: str, figures: dict[str, float]) -> str:
@@ -165,14 +164,20 @@ FIGURES = [
     Figure("verify_deep_s", "verify --deep, s", ".1f"),
     Figure("query_by_type_s", "query events by type, s", ".3f"),
     Figure("query_user_errors_s", "query a user's errors, s", ".3f"),
-    Figure("quix_eps", "Quix S3FileSink: events/s landed and committed"),
-    Figure("quix_cpu_s_per_million", "Quix S3FileSink: CPU-s per million events", ".1f"),
-    Figure("quix_peak_rss_mib", "Quix S3FileSink: peak RSS MiB"),
-    Figure("quix_records", "Quix S3FileSink: records read back"),
-    Figure("quix_unique_ids", "Quix S3FileSink: distinct event_ids read back"),
-    Figure("quix_bytes_per_event", "Quix S3FileSink: bytes per event in the lake", ".1f"),
-    Figure("ours_over_quix_eps", "ours / Quix: events/s", ".2f"),
-    Figure("ours_over_quix_cpu", "ours / Quix: CPU-s per million", ".2f"),
+    *(
+        figure
+        for key, name in peers.QUIX_NAMES.items()
+        for figure in (
+            Figure(f"{key}_eps", f"{name}: events/s landed and committed"),
+            Figure(f"{key}_cpu_s_per_million", f"{name}: CPU-s per million events", ".1f"),
+            Figure(f"{key}_peak_rss_mib", f"{name}: peak RSS MiB"),
+            Figure(f"{key}_records", f"{name}: records read back"),
+            Figure(f"{key}_unique_ids", f"{name}: distinct event_ids read back"),
+            Figure(f"{key}_bytes_per_event", f"{name}: bytes per event in the lake", ".1f"),
+            Figure(f"ours_over_{key}_eps", f"ours / {name}: events/s", ".2f"),
+            Figure(f"ours_over_{key}_cpu", f"ours / {name}: CPU-s per million", ".2f"),
+        )
+    ),
 ]
 
 
@@ -209,34 +214,41 @@ def one_run(o: Options, figures: dict[str, float], number: int) -> None:
     say(f"verify: {figures['verify_s']:.1f} s by metadata, {figures['verify_deep_s']:.1f} s with --deep")
     queries = list(query_seconds(o.topic, prefix, o.fmt).values())
     figures["query_by_type_s"], figures["query_user_errors_s"] = queries
-    if o.peers:
-        peer = peers.quix(o.bootstrap, o.topic, o.events, o.quix_gzip)
-        figures.update(
-            quix_eps=peer.events_per_s,
-            quix_cpu_s_per_million=peer.cpu_s_per_million,
-            quix_peak_rss_mib=peer.peak_rss_mib,
-            quix_records=peer.records,
-            quix_unique_ids=peer.unique_ids,
-            quix_bytes_per_event=peer.bytes_per_event,
-            ours_over_quix_eps=figures["ours_eps"] / peer.events_per_s,
-            ours_over_quix_cpu=figures["ours_cpu_s_per_million"] / peer.cpu_s_per_million,
+    for key in o.quix:
+        peer = peers.quix(o.bootstrap, o.topic, o.events, peers.QUIX_SINKS[key])
+        peer_figures(o, figures, peer)
+
+
+def peer_figures(o: Options, figures: dict[str, float], peer: peers.PeerRun) -> None:
+    k = peer.key
+    figures.update(
+        {
+            f"{k}_eps": peer.events_per_s,
+            f"{k}_cpu_s_per_million": peer.cpu_s_per_million,
+            f"{k}_peak_rss_mib": peer.peak_rss_mib,
+            f"{k}_records": peer.records,
+            f"{k}_unique_ids": peer.unique_ids,
+            f"{k}_bytes_per_event": peer.bytes_per_event,
+            f"ours_over_{k}_eps": figures["ours_eps"] / peer.events_per_s,
+            f"ours_over_{k}_cpu": figures["ours_cpu_s_per_million"] / peer.cpu_s_per_million,
+        }
+    )
+    whole = "every event, once" if peer.records == peer.unique_ids == o.events else "NOT every event once"
+    say(
+        f"{peer.name}: {peer.events_per_s:,.0f} events/s landed and committed, {peer.cpu_s_per_million:.1f} "
+        f"CPU-s per million events, peak RSS {peer.peak_rss_mib:.0f} MiB; read back: {peer.objects} objects, "
+        f"{peer.records:,} records, {peer.unique_ids:,} distinct event_ids of {o.events:,} ({whole}), "
+        f"{peer.bytes_per_event:.1f} bytes per event"
+    )
+    say(
+        compare(
+            peer.name,
+            figures["ours_eps"],
+            figures["ours_cpu_s_per_million"],
+            peer.events_per_s,
+            peer.cpu_s_per_million,
         )
-        whole = "every event, once" if peer.records == peer.unique_ids == o.events else "NOT every event once"
-        say(
-            f"{peer.name}: {peer.events_per_s:,.0f} events/s landed and committed, {peer.cpu_s_per_million:.1f} "
-            f"CPU-s per million events, peak RSS {peer.peak_rss_mib:.0f} MiB; read back: {peer.objects} objects, "
-            f"{peer.records:,} records, {peer.unique_ids:,} distinct event_ids of {o.events:,} ({whole}), "
-            f"{peer.bytes_per_event:.1f} bytes per event"
-        )
-        say(
-            compare(
-                peer.name,
-                figures["ours_eps"],
-                figures["ours_cpu_s_per_million"],
-                peer.events_per_s,
-                peer.cpu_s_per_million,
-            )
-        )
+    )
 
 
 def connect_line() -> str:
@@ -277,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "--peers", action="store_true", help="also land the topic with the peers (benchmarks/peers.py)"
     )
     p.add_argument(
-        "--quix-gzip", action="store_true", help="Quix Streams' sink with gzip (default: plain JSON Lines)"
+        "--quix",
+        choices=["plain", "gzip", "both"],
+        default="both",
+        help="with --peers: Quix Streams' sink writing plain JSON Lines (its default), gzip'd ones, or both "
+        "(default: both)",
     )
     common.add_run_options(p, "writer")
     ns = p.parse_args(argv)
@@ -298,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         0.0,
         ns.format,
         [*writer_args, *ns.writer_args.split()],
-        ns.peers,
-        ns.quix_gzip,
+        [k for k, gzip in peers.QUIX_SINKS.items() if ns.quix == "both" or gzip == (ns.quix == "gzip")]
+        if ns.peers
+        else [],
     )
     runs = Runs(FIGURES)
     try:
@@ -313,15 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     m = runs.median
     if ns.peers:
         say(connect)
+    for k in o.quix:
+        ours_eps, ours_cpu = m("ours_eps"), m("ours_cpu_s_per_million")
         say(
             "medians: "
-            + compare(
-                "Quix Streams S3FileSink",
-                m("ours_eps"),
-                m("ours_cpu_s_per_million"),
-                m("quix_eps"),
-                m("quix_cpu_s_per_million"),
-            )
+            + compare(peers.QUIX_NAMES[k], ours_eps, ours_cpu, m(f"{k}_eps"), m(f"{k}_cpu_s_per_million"))
         )
     took = time.monotonic() - started
     say(f"the invocation took {took:.0f} s")
@@ -336,10 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         f"objects={m('objects'):.0f} lake_bytes_per_event={m('lake_bytes_per_event'):.1f} "
         f"verify_s={m('verify_s'):.1f} verify_deep_s={m('verify_deep_s'):.1f} "
         f"query_by_type_s={m('query_by_type_s'):.3f} query_user_errors_s={m('query_user_errors_s'):.3f}"
-        + (
-            f" quix_eps={m('quix_eps'):.0f} quix_cpu_s_per_million={m('quix_cpu_s_per_million'):.1f}"
-            if ns.peers
-            else ""
+        + "".join(
+            f" {k}_eps={m(f'{k}_eps'):.0f} {k}_cpu_s_per_million={m(f'{k}_cpu_s_per_million'):.1f}"
+            for k in o.quix
         )
         + " (medians)"
     )
