@@ -71,10 +71,10 @@ def load_text() -> str:
     return f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min; {CORES} cores)"
 
 
-def wait_for_quiet(below: float, at_most: float) -> None:
-    """Wait until the 1-minute load average is below `below`, at most `at_most` seconds."""
+def wait_for_quiet(below: float, at_most: float) -> float:
+    """Wait until the 1-minute load average is below `below`, at most `at_most` seconds; the wait (s)."""
     if below <= 0:
-        return
+        return 0.0
     started = time.monotonic()
     while load() >= below and time.monotonic() - started < at_most:
         time.sleep(5)
@@ -82,6 +82,7 @@ def wait_for_quiet(below: float, at_most: float) -> None:
     if waited >= 5:
         state = "quiet" if load() < below else "still loaded"
         say(f"waited {waited:.0f} s for a 1-minute load average below {below:g}: {load():.2f} ({state})")
+    return waited
 
 
 @dataclass
@@ -255,12 +256,13 @@ class Runs:
 
     figures: list[Figure]
     runs: list[dict[str, float]] = field(default_factory=list)
+    waited: float = 0.0  # seconds spent waiting for a quiet machine (--wait-load)
 
     def each(self, ns: argparse.Namespace) -> Iterator[tuple[int, dict[str, float]]]:
         """(run number, its figures) for each of the --runs, after waiting as --wait-load says; the load
         average is taken before and after each."""
         for number in range(1, ns.runs + 1):
-            wait_for_quiet(ns.wait_load, ns.wait_max)
+            self.waited += wait_for_quiet(ns.wait_load, ns.wait_max)
             figures: dict[str, float] = {"load_before": load()}
             self.runs.append(figures)
             say(f"--- run {number} of {ns.runs} on {cpu_model()}; load average before: {load_text()}")
@@ -304,11 +306,14 @@ class Runs:
             lines.append(
                 f"taken under load (1-min load average >= {LOADED_AT:g} before the run): run(s) {', '.join(loaded)}"
             )
+        if self.waited:
+            lines.append(f"waited {self.waited:.0f} s in all for a quieter machine (--wait-load)")
         return lines
 
     def as_json(self) -> dict[str, object]:
         keys = sorted({k for run in self.runs for k in run})
         return {
+            "waited_s": self.waited,
             "runs": self.runs,
             "median": {k: self.median(k) for k in keys},
             "min": {k: min(self.values(k)) for k in keys},

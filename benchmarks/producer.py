@@ -383,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in runs.summary():
         say(line)
     took = time.monotonic() - started
-    say(f"the invocation took {took:.0f} s")
+    say(
+        f"the invocation took {took:.0f} s ({took - runs.waited:.0f} s without waiting for a quieter machine)"
+    )
     if ns.json:
         common.write_json(
             ns.json,

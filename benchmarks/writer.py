@@ -337,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
             + compare(peers.QUIX_NAMES[k], ours_eps, ours_cpu, m(f"{k}_eps"), m(f"{k}_cpu_s_per_million"))
         )
     took = time.monotonic() - started
-    say(f"the invocation took {took:.0f} s")
+    say(
+        f"the invocation took {took:.0f} s ({took - runs.waited:.0f} s without waiting for a quieter machine)"
+    )
     if ns.json:
         content = {"machine": machine_line, "events": ns.events, "format": ns.format, "seconds": took}
         common.write_json(ns.json, "writer", {**content, "connect": connect, **runs.as_json()})
