@@ -306,7 +306,7 @@ class Runs:
             lines.append(
                 f"taken under load (1-min load average >= {LOADED_AT:g} before the run): run(s) {', '.join(loaded)}"
             )
-        if self.waited:
+        if self.waited >= 1:
             lines.append(f"waited {self.waited:.0f} s in all for a quieter machine (--wait-load)")
         return lines
 
