@@ -4,6 +4,7 @@ WriterSettings -> a Writer wired to confluent-kafka (or kafka-python), S3 and th
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import sys
 import time
@@ -48,9 +49,24 @@ def build_writer(s: WriterSettings) -> Writer:
     )
 
 
+def give_large_buffers_back() -> None:
+    """Have glibc serve large allocations (a batch's buffer, an object's body) from their own mappings,
+    returned to the system when freed. By default glibc raises that threshold after the first large
+    free, and the heap then keeps what landed batches held: peak RSS of a 1M-event run fell from
+    306-331 MiB to 227-236 MiB with it, at the same speed (docs/performance.md). Elsewhere: nothing."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_mmap_threshold = -3
+    mallopt(m_mmap_threshold, 128 * 1024)
+
+
 def main(argv: list[str] | None = None) -> int:
     s = settings_from_args(build_parser().parse_args(argv))
     setup_logging(verbose=s.verbose)
+    give_large_buffers_back()
     writer = build_writer(s)
     started = time.monotonic()
     try:

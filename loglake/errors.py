@@ -30,6 +30,11 @@ class LakeUnavailable(LoglakeError):
     """The object store did not answer, refused us, or the bucket is missing."""
 
 
+class LakeRetriable(Exception):
+    """A lake failure that may pass: connection refused, timeout, 5xx, throttling. The writer retries
+    it; a command that cannot wait (verify) reports it in one sentence through run_cli."""
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a command's main(); a LoglakeError becomes one line on stderr and its exit code."""
     try:
@@ -38,6 +43,12 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         logging.getLogger("loglake").debug("failure detail", exc_info=True)
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
+    except LakeRetriable as exc:
+        logging.getLogger("loglake").debug("failure detail", exc_info=True)
+        sys.stderr.write(
+            f"error: the lake did not answer ({exc}); is the S3 server up, and AWS_ENDPOINT_URL right?\n"
+        )
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

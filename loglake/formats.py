@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
@@ -100,15 +100,37 @@ def stored_line(prefix: bytes, offset: int, timestamp_ms: int, value: bytes) -> 
     return prefix + b'%d,"timestamp":%d},' % (offset, timestamp_ms) + value[1:]
 
 
-def stored_lines(envelope: bytes, records: FolderRecords) -> list[bytes]:
-    return [
-        stored_line(envelope, o, t, v)
-        for o, t, v in zip(records.offsets, records.timestamps, records.values, strict=True)
-    ]
+def stored_lines(
+    envelope: bytes, records: FolderRecords, start: int = 0, stop: int | None = None
+) -> list[bytes]:
+    """`stored_line` of records `start` to `stop`. A chunk of compact values (as producers write them:
+    `{"` first, no line break anywhere) takes one template per line, half the work of `stored_line`."""
+    stop = len(records) if stop is None else min(stop, len(records))
+    data, ends = records.data, records.ends
+    begin, chunk_end = records.begin(start), records.begin(stop)
+    view = memoryview(data)
+    offsets, stamps = records.offsets[start:stop], records.timestamps[start:stop]
+    lines = []
+    if data.find(b"\n", begin, chunk_end) < 0 and data.find(b"\r", begin, chunk_end) < 0:
+        template = envelope + b'%d,"timestamp":%d},%b'
+        for o, t, end in zip(offsets, stamps, ends[start:stop], strict=True):
+            if data[begin] == 123 and data[begin + 1] == 34:  # {"
+                lines.append(template % (o, t, view[begin + 1 : end]))
+            else:
+                lines.append(stored_line(envelope, o, t, bytes(view[begin:end])))
+            begin = end
+        return lines
+    for o, t, end in zip(offsets, stamps, ends[start:stop], strict=True):
+        lines.append(stored_line(envelope, o, t, bytes(view[begin:end])))
+        begin = end
+    return lines
 
 
-def compress(parts: tuple[bytes, ...], compression: str, level: int) -> tuple[bytes, str]:
-    """(body, Content-Encoding) of `parts` joined."""
+CHUNK = 8192  # records encoded and compressed at a time: the whole object's lines never exist at once
+
+
+def compress(parts: Iterable[bytes], compression: str, level: int) -> tuple[bytes, str]:
+    """(body, Content-Encoding) of `parts` joined (compressed one part at a time)."""
     if compression == "gzip":
         # levels 1-3: ISA-L (standard gzip, ~5x zlib's speed at level 1 with a slightly better ratio);
         # 4-9: zlib, smaller and slower. wbits 31: a gzip member.
@@ -131,12 +153,18 @@ class _StoredLines:
     def extension(self, compression: str) -> str:
         return f"{self.name}.gz" if compression == "gzip" else self.name
 
-    def join(self, lines: list[bytes]) -> tuple[bytes, ...]:
+    def piece(self, lines: list[bytes], first: bool, last: bool) -> bytes:
+        """The bytes of `lines` in the object, with what goes before the first and after the last."""
         raise NotImplementedError
 
     def encode(self, topic: str, partition: int, records: FolderRecords, recipe: Recipe) -> Body:
-        lines = stored_lines(envelope_prefix(topic, partition), records)
-        data, encoding = compress(self.join(lines), recipe.compression, recipe.level)
+        envelope = envelope_prefix(topic, partition)
+        n = len(records)
+        pieces = (
+            self.piece(stored_lines(envelope, records, start, start + CHUNK), start == 0, start + CHUNK >= n)
+            for start in range(0, n, CHUNK)
+        )
+        data, encoding = compress(pieces, recipe.compression, recipe.level)
         return Body(data, self.content_type, encoding)
 
 
@@ -146,8 +174,9 @@ class JsonLines(_StoredLines):
     name = "jsonl"
     content_type = "application/x-ndjson"
 
-    def join(self, lines: list[bytes]) -> tuple[bytes, ...]:
-        return b"\n".join(lines), b"\n"
+    def piece(self, lines: list[bytes], first: bool, last: bool) -> bytes:
+        lines.append(b"")
+        return b"\n".join(lines)
 
     def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
         for line in _plain(data).splitlines():
@@ -161,8 +190,8 @@ class JsonArray(_StoredLines):
     name = "json"
     content_type = "application/json"
 
-    def join(self, lines: list[bytes]) -> tuple[bytes, ...]:
-        return b"[", b",\n".join(lines), b"]\n"
+    def piece(self, lines: list[bytes], first: bool, last: bool) -> bytes:
+        return (b"[" if first else b",\n") + b",\n".join(lines) + (b"]\n" if last else b"")
 
     def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
         yield from orjson.loads(_plain(data))

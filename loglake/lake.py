@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from loglake.errors import LakeUnavailable
+from loglake.errors import LakeRetriable, LakeUnavailable
 from loglake.settings import LakeSettings
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ _FATAL_CODES = {
     "NoSuchBucket": "the bucket does not exist",
     "InvalidBucketName": "the bucket name is not valid",
 }
-
-
-class LakeRetriable(Exception):
-    """A failure that may pass: connection refused, timeout, 5xx, throttling."""
 
 
 @dataclass(frozen=True)

@@ -599,11 +599,11 @@ class WriterSettings:
         200_000, "--batch-records", "flush a partition at this many records", parse=positive_int
     )
     batch_bytes: int = _batching(
-        32 * 1024 * 1024,
+        16 * 1024 * 1024,
         "--batch-bytes",
         "... or at this many bytes of events (uncompressed)",
         parse=byte_size,
-        shown="`32MiB`",
+        shown="`16MiB`",
     )
     batch_age: float = _batching(
         60.0, "--batch-age", "... or when its oldest record waited this many seconds", parse=positive_float

@@ -27,6 +27,7 @@ TESTS = [
     "tests/test_interleavings_property.py",
     "tests/test_layout.py",
     "tests/test_verify.py",
+    "tests/test_formats.py",
 ]
 
 
@@ -60,9 +61,9 @@ MUTANTS = [
     ),
     Mutant(
         "commit one past the batch (off by one)",
-        "loglake/batch.py",
-        "        self.records += 1\n        self.size += len(value)\n        self.next = offset + 1",
-        "        self.records += 1\n        self.size += len(value)\n        self.next = offset + 2",
+        "loglake/consume.py",
+        "                batch.next = offset + 1",
+        "                batch.next = offset + 2",
     ),
     Mutant(
         "object key from the folder's last offset instead of its first",
@@ -79,7 +80,7 @@ MUTANTS = [
     Mutant(
         "records older than the position are not skipped after a seek",
         "loglake/consume.py",
-        "            if state.position is not None and offset < state.position:\n                continue",
+        "            if position is not None and offset < position:\n                continue",
         "            if False:\n                continue",
     ),
     Mutant(
@@ -131,16 +132,28 @@ MUTANTS = [
         "    return cleaned",
     ),
     Mutant(
-        "verify does not report duplicates",
+        "verify --deep does not report duplicates",
         "loglake/verify.py",
-        "            elif count > 1:",
-        "            elif count > 2:",
+        "        elif count > 1:\n            report.duplicated += 1",
+        "        elif count > 2:\n            report.duplicated += 1",
     ),
     Mutant(
-        "verify takes a hole below the commit for pending",
+        "verify --deep takes a hole below the commit for pending",
         "loglake/verify.py",
-        "                if offset < committed:",
-        "                if offset < low:",
+        "            if offset < report.committed:\n                report.lost(offset)",
+        "            if offset < report.low:\n                report.lost(offset)",
+    ),
+    Mutant(
+        "verify by metadata takes a claim short of records for complete",
+        "loglake/verify.py",
+        "        elif short > 0:",
+        "        elif short > 10**9:",
+    ),
+    Mutant(
+        "verify by metadata does not see the offsets between claims",
+        "loglake/verify.py",
+        "        if claim.start > position:\n            _not_stored(report, position, claim.start, dead)",
+        "        if False:\n            _not_stored(report, position, claim.start, dead)",
     ),
 ]
 

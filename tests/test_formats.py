@@ -25,10 +25,7 @@ def folder_of(values: list[bytes], first: int = 100) -> FolderRecords:
     records = FolderRecords(first=first)
     for i, value in enumerate(values):
         validate(value, 1 << 20)  # only validated events reach a format
-        records.offsets.append(first + 2 * i)
-        records.timestamps.append(START_MS + i)
-        records.values.append(value)
-    records.last = records.offsets[-1]
+        records.append(first + 2 * i, START_MS + i, START_MS + i, value)
     return records
 
 

@@ -197,3 +197,25 @@ def test_the_store_is_read_per_object_not_per_record_without_deep():
     gets.clear()
     check(w, deep=True)
     assert set(objects(w)) <= set(gets)
+
+
+def test_an_unreachable_lake_is_one_sentence_not_a_traceback():
+    import subprocess
+    import sys
+
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "loglake", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the lake did not answer") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
