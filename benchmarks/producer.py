@@ -1,21 +1,25 @@
-"""Producer benchmark: `scripts/bench producer [--events N]` (N defaults to 1,000,000).
+"""Producer benchmark: `scripts/bench producer [--events N] [--runs R]` (N defaults to 1,000,000).
 
 1. generation alone, no Kafka: events/s on one core (FakeLogs.records, JSON encoding included);
 2. faking_data.py (confluent-kafka) sending N events to a fresh topic, every one acknowledged:
-   events/s, MB/s (JSON values), peak RSS of the process;
+   events/s, MB/s (JSON values), CPU-seconds per million events (user + system of the process, its
+   start included) and peak RSS of the process (wait4);
 3. Kafka's own kafka-producer-perf-test from the same jars, same number of records, same
    settings (acks=all, idempotence, compression, linger, batch size), twice: with payloads that are
    our events (--payload-file: same average size, same compressibility) and with --record-size
-   <our average> (random letters, as the issue describes);
-4. the same as 2 with --kafka-client kafka-python (at most 200,000 events unless told), and where
-   its time goes (cProfile of the sending thread);
+   <our average> (random letters, as the issue describes); the JVM's CPU and peak RSS too;
+4. the same as 2 with --kafka-client kafka-python (at most 200,000 events unless told), and, in the
+   first run, where its time goes (cProfile of the sending thread);
 5. pacing accuracy: `--rate R` for `--pacing-seconds` s (R = 1,000 and 10,000), events sent as a share
    of R x seconds. The tests check only what holds on any machine (never more than R x seconds, each
    chunk sent when due on a fake clock); how close to 100 % a machine gets is this figure.
 
-The last line is `ratio=<ours / Kafka's tool with our payloads> ...` with the figures. It brings
-nothing up: it uses the stack of the environment (KAFKA_BOOTSTRAP_SERVERS) and deletes the
-topics it created.
+`--runs R` repeats 1-5 R times in one invocation (each on fresh topics), prints every figure per run
+and the load average before and after each, then each figure's median and spread (min-max) over
+the runs. The last line is `ratio=<median of ours / Kafka's tool with our payloads> ...` with the
+medians. `--json FILE` also writes the figures to FILE's "producer" section (Image/bench-results.json
+feeds Image/plot_bench.py). It brings nothing up: it uses the stack of the environment
+(KAFKA_BOOTSTRAP_SERVERS) and deletes the topics it created.
 """
 
 from __future__ import annotations
@@ -24,21 +28,20 @@ import argparse
 import cProfile
 import io
 import os
-import platform
 import pstats
 import re
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import common  # noqa: E402
+from benchmarks.common import Figure, Runs, say  # noqa: E402
 from loglake import defaults  # noqa: E402
 from loglake.fake import FakeLogs  # noqa: E402
 
@@ -52,11 +55,7 @@ class Run:
     mb_per_s: float
     peak_rss_mb: float = 0.0
     elapsed: float = 0.0
-
-
-def say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    cpu_s_per_million: float = 0.0
 
 
 def generation(events: int) -> tuple[float, float]:
@@ -106,7 +105,7 @@ def topic_size(bootstrap: str, topic: str) -> int:
 
 
 def ours(bootstrap: str, topic: str, events: int, client: str, avg_bytes: float) -> Run:
-    """faking_data.py as a subprocess; figures from its summary line; peak RSS from wait4."""
+    """faking_data.py as a subprocess; rate from its summary line; CPU and peak RSS from wait4."""
     command = [
         sys.executable,
         str(REPO / "faking_data.py"),
@@ -128,16 +127,8 @@ def ours(bootstrap: str, topic: str, events: int, client: str, avg_bytes: float)
         "--batch-size",
         str(SETTINGS["batch_bytes"]),
     ]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(command, stdout=out, stderr=errors, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # wait4: the child's peak RSS
-        process.returncode = os.waitstatus_to_exitcode(status)
-        errors.seek(0)
-        err = errors.read()[-2000:]
-        out.seek(0)
-        summary = out.read().strip().splitlines()[-1:] or [""]
-    if process.returncode != 0:
-        raise SystemExit(f"faking_data.py failed ({process.returncode}): {err.strip()}")
+    usage, out = common.run_measured(command, "faking_data.py")
+    summary = out.strip().splitlines()[-1:] or [""]
     fields = dict(re.findall(r"(\w+)=([\w.]+)", summary[0]))
     if int(fields["acked"]) != events:
         raise SystemExit(f"not every event was acknowledged: {summary[0]}")
@@ -146,18 +137,16 @@ def ours(bootstrap: str, topic: str, events: int, client: str, avg_bytes: float)
         events=events,
         events_per_s=events / elapsed,
         mb_per_s=events * avg_bytes / elapsed / 1e6,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=usage.peak_rss_mib,
         elapsed=elapsed,
+        cpu_s_per_million=common.per_million(usage.cpu, events),
     )
 
 
 def kafka_tool(bootstrap: str, topic: str, events: int, payload: str | int) -> Run:
     """kafka-producer-perf-test; payload: a payload file of our events, or a record size."""
     what = ["--payload-file", payload] if isinstance(payload, str) else ["--record-size", str(payload)]
-    command = [
-        str(REPO / "scripts" / "stack"),
-        "kafka",
-        "kafka-producer-perf-test",
+    args = [
         "--topic",
         topic,
         "--num-records",
@@ -173,15 +162,21 @@ def kafka_tool(bootstrap: str, topic: str, events: int, payload: str | int) -> R
         f"linger.ms={SETTINGS['linger_ms']}",
         f"batch.size={SETTINGS['batch_bytes']}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=REPO)
-    final = [line for line in result.stdout.splitlines() if "records sent" in line]
-    if result.returncode != 0 or not final:
-        raise SystemExit(f"kafka-producer-perf-test failed: {result.stderr.strip() or result.stdout.strip()}")
-    match = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\)", final[-1])
-    assert match, final[-1]
+    usage, out = common.run_measured(
+        common.kafka_tool_argv("kafka-producer-perf-test", args), "kafka-producer-perf-test"
+    )
+    final = [line for line in out.splitlines() if "records sent" in line]
+    match = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\)", final[-1] if final else "")
+    if not match:
+        raise SystemExit(f"kafka-producer-perf-test printed no result: {out.strip()[-500:]}")
     eps = float(match.group(1))
     return Run(
-        events=events, events_per_s=eps, mb_per_s=float(match.group(2)) * 1.048576, elapsed=events / eps
+        events=events,
+        events_per_s=eps,
+        mb_per_s=float(match.group(2)) * 1.048576,
+        elapsed=events / eps,
+        peak_rss_mb=usage.peak_rss_mib,
+        cpu_s_per_million=common.per_million(usage.cpu, events),
     )
 
 
@@ -237,27 +232,109 @@ def pacing(bootstrap: str, topic: str, rate: int, seconds: float) -> tuple[int, 
     return report.sent, report.sent / (rate * seconds)
 
 
-def machine() -> str:
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
-    java_version = (java.splitlines() or ["?"])[0]
-    import confluent_kafka
-    import kafka
+FIGURES = [
+    Figure("gen_eps", "generation alone, events/s"),
+    Figure("ours_eps", "faking_data.py (confluent-kafka), events/s"),
+    Figure("ours_mb_s", "faking_data.py, MB/s", ".1f"),
+    Figure("ours_cpu_s_per_million", "faking_data.py, CPU-s per million events", ".1f"),
+    Figure("ours_peak_rss_mib", "faking_data.py, peak RSS MiB"),
+    Figure("kafka_eps", "kafka-producer-perf-test (our events), records/s"),
+    Figure("kafka_cpu_s_per_million", "kafka-producer-perf-test, CPU-s per million", ".1f"),
+    Figure("kafka_peak_rss_mib", "kafka-producer-perf-test, peak RSS MiB"),
+    Figure("kafka_record_size_eps", "kafka-producer-perf-test (--record-size), records/s"),
+    Figure("ratio", "ratio ours / Kafka's tool (our events)", ".2f"),
+    Figure("ratio_record_size", "ratio ours / Kafka's tool (--record-size)", ".2f"),
+    Figure("kafka_python_eps", "faking_data.py (kafka-python), events/s"),
+    Figure("kafka_python_cpu_s_per_million", "faking_data.py (kafka-python), CPU-s per million", ".1f"),
+    *(Figure(f"pacing_{rate}", f"pacing --rate {rate:,}, share sent", ".3f") for rate in PACING_RATES),
+]
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = cpu
-    return (
-        f"machine: {model}, {os.cpu_count()} cores, Linux {platform.release()}; Python {platform.python_version()}; "
-        f"confluent-kafka {metadata.version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}); "
-        f"kafka-python {kafka.__version__}; Kafka {defaults.KAFKA_ZOOKEEPER_MODE_VERSION} broker and tool; "
-        f"{java_version}"
+
+@dataclass
+class Options:
+    bootstrap: str
+    events: int
+    kafka_python_events: int  # 0: no kafka-python run
+    pacing_seconds: float
+    payloads: str  # a file of our events, one a line, for kafka-producer-perf-test
+
+
+def one_run(o: Options, figures: dict[str, float], created: list[str], profile: bool) -> None:
+    """Every figure of one run into `figures`, each printed as it is taken."""
+    n = o.events
+
+    def topic() -> str:
+        created.append(new_topic(o.bootstrap))
+        return created[-1]
+
+    gen_eps, avg_bytes = generation(min(n, 300_000))
+    figures["gen_eps"] = gen_eps
+    say(
+        f"generation alone (one core, JSON included): {gen_eps:,.0f} events/s; average event {avg_bytes:.0f} bytes"
     )
+
+    name = topic()
+    mine = ours(o.bootstrap, name, n, "confluent", avg_bytes)
+    in_topic = topic_size(o.bootstrap, name)
+    figures.update(
+        ours_eps=mine.events_per_s,
+        ours_mb_s=mine.mb_per_s,
+        ours_cpu_s_per_million=mine.cpu_s_per_million,
+        ours_peak_rss_mib=mine.peak_rss_mb,
+    )
+    say(
+        f"faking_data.py (confluent-kafka): {n:,} events, all acked ({in_topic:,} in the topic), "
+        f"{mine.elapsed:.2f} s, {mine.events_per_s:,.0f} events/s, {mine.mb_per_s:.1f} MB/s, "
+        f"{mine.cpu_s_per_million:.1f} CPU-s per million events (process start included), "
+        f"peak RSS {mine.peak_rss_mb:.0f} MiB"
+    )
+
+    tool = kafka_tool(o.bootstrap, topic(), n, o.payloads)
+    figures.update(
+        kafka_eps=tool.events_per_s,
+        kafka_mb_s=tool.mb_per_s,
+        kafka_cpu_s_per_million=tool.cpu_s_per_million,
+        kafka_peak_rss_mib=tool.peak_rss_mb,
+        ratio=mine.events_per_s / tool.events_per_s,
+    )
+    say(
+        f"kafka-producer-perf-test, our events as payloads: {n:,} records, {tool.events_per_s:,.0f} records/s, "
+        f"{tool.mb_per_s:.1f} MB/s, {tool.cpu_s_per_million:.1f} CPU-s per million (JVM start included), "
+        f"peak RSS {tool.peak_rss_mb:.0f} MiB"
+    )
+    sized = kafka_tool(o.bootstrap, topic(), n, round(avg_bytes))
+    figures.update(
+        kafka_record_size_eps=sized.events_per_s, ratio_record_size=mine.events_per_s / sized.events_per_s
+    )
+    say(
+        f"kafka-producer-perf-test, --record-size {round(avg_bytes)}: {n:,} records, "
+        f"{sized.events_per_s:,.0f} records/s, {sized.mb_per_s:.1f} MB/s"
+    )
+    say(
+        f"ratio ours / Kafka's tool: {figures['ratio']:.2f} with our events as payloads, "
+        f"{figures['ratio_record_size']:.2f} against --record-size"
+    )
+
+    if o.kafka_python_events:
+        kp = ours(o.bootstrap, topic(), o.kafka_python_events, "kafka-python", avg_bytes)
+        figures.update(kafka_python_eps=kp.events_per_s, kafka_python_cpu_s_per_million=kp.cpu_s_per_million)
+        say(
+            f"faking_data.py (kafka-python): {o.kafka_python_events:,} events, all acked, {kp.elapsed:.2f} s, "
+            f"{kp.events_per_s:,.0f} events/s, {kp.mb_per_s:.1f} MB/s, {kp.cpu_s_per_million:.1f} CPU-s per "
+            f"million, peak RSS {kp.peak_rss_mb:.0f} MiB, ratio to Kafka's tool {kp.events_per_s / tool.events_per_s:.2f}"
+        )
+        if profile:
+            say(
+                "where the time goes with kafka-python (cProfile of the generating/sending thread, 30,000 events):"
+            )
+            say(profile_kafka_python(o.bootstrap, topic(), min(30_000, o.kafka_python_events)))
+    for rate in PACING_RATES if o.pacing_seconds > 0 else ():
+        sent, share = pacing(o.bootstrap, topic(), rate, o.pacing_seconds)
+        figures[f"pacing_{rate}"] = share
+        say(
+            f"pacing, --rate {rate:,} for {o.pacing_seconds:g} s: {sent:,} events sent, "
+            f"{share:.1%} of {rate * o.pacing_seconds:,.0f} (never more than 100 %)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,92 +351,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pacing-seconds", type=float, default=5.0, help="length of each paced run (default 5; 0 skips)"
     )
+    common.add_run_options(parser, "producer")
     ns = parser.parse_args(argv)
     SETTINGS["compression"] = ns.compression
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{defaults.KAFKA_PORTS[0]}")
     n = ns.events
-    say(machine())
+    kp_events = 0 if ns.no_kafka_python else (ns.kafka_python_events or min(n, 200_000))
+    started = time.monotonic()
+    machine_line = common.machine()
+    say(machine_line)
     say(
         f"settings: acks=all, idempotence on, compression={ns.compression}, linger.ms={SETTINGS['linger_ms']}, "
-        f"batch.size={SETTINGS['batch_bytes']}, topic of 3 partitions, broker {bootstrap}"
+        f"batch.size={SETTINGS['batch_bytes']}, topic of 3 partitions, broker {bootstrap}; {ns.runs} run(s)"
     )
-
-    gen_eps, avg_bytes = generation(min(n, 300_000))
-    say(
-        f"generation alone (one core, JSON included): {gen_eps:,.0f} events/s; average event {avg_bytes:.0f} bytes"
-    )
-
+    runs = Runs(FIGURES)
     created: list[str] = []
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as payloads:
+        for _key, value, _ts in FakeLogs(seed=2).records(20_000, 1_767_225_600_000, 1.0):
+            payloads.write(value + b"\n")
+    options = Options(bootstrap, n, kp_events, ns.pacing_seconds, payloads.name)
     try:
-        topic = new_topic(bootstrap)
-        created.append(topic)
-        mine = ours(bootstrap, topic, n, "confluent", avg_bytes)
-        in_topic = topic_size(bootstrap, topic)
-        say(
-            f"faking_data.py (confluent-kafka): {n:,} events, all acked ({in_topic:,} in the topic), "
-            f"{mine.elapsed:.2f} s, {mine.events_per_s:,.0f} events/s, {mine.mb_per_s:.1f} MB/s, "
-            f"peak RSS {mine.peak_rss_mb:.0f} MB"
-        )
-
-        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as payloads:
-            for _key, value, _ts in FakeLogs(seed=2).records(20_000, 1_767_225_600_000, 1.0):
-                payloads.write(value + b"\n")
-        try:
-            topic = new_topic(bootstrap)
-            created.append(topic)
-            tool = kafka_tool(bootstrap, topic, n, payloads.name)
-        finally:
-            os.unlink(payloads.name)
-        say(
-            f"kafka-producer-perf-test, our events as payloads: {n:,} records, {tool.events_per_s:,.0f} records/s, "
-            f"{tool.mb_per_s:.1f} MB/s"
-        )
-        topic = new_topic(bootstrap)
-        created.append(topic)
-        sized = kafka_tool(bootstrap, topic, n, round(avg_bytes))
-        say(
-            f"kafka-producer-perf-test, --record-size {round(avg_bytes)}: {n:,} records, "
-            f"{sized.events_per_s:,.0f} records/s, {sized.mb_per_s:.1f} MB/s"
-        )
-
-        kp_eps = 0.0
-        if not ns.no_kafka_python:
-            kp_n = ns.kafka_python_events or min(n, 200_000)
-            topic = new_topic(bootstrap)
-            created.append(topic)
-            kp = ours(bootstrap, topic, kp_n, "kafka-python", avg_bytes)
-            kp_eps = kp.events_per_s
-            say(
-                f"faking_data.py (kafka-python): {kp_n:,} events, all acked, {kp.elapsed:.2f} s, "
-                f"{kp.events_per_s:,.0f} events/s, {kp.mb_per_s:.1f} MB/s, peak RSS {kp.peak_rss_mb:.0f} MB, "
-                f"ratio to Kafka's tool {kp.events_per_s / tool.events_per_s:.2f}"
-            )
-            topic = new_topic(bootstrap)
-            created.append(topic)
-            say(
-                "where the time goes with kafka-python (cProfile of the generating/sending thread, 30,000 events):"
-            )
-            say(profile_kafka_python(bootstrap, topic, min(30_000, kp_n)))
-        paced: dict[int, float] = {}
-        for rate in PACING_RATES if ns.pacing_seconds > 0 else ():
-            topic = new_topic(bootstrap)
-            created.append(topic)
-            sent, paced[rate] = pacing(bootstrap, topic, rate, ns.pacing_seconds)
-            say(
-                f"pacing, --rate {rate:,} for {ns.pacing_seconds:g} s: {sent:,} events sent, "
-                f"{paced[rate]:.1%} of {rate * ns.pacing_seconds:,.0f} (never more than 100 %)"
-            )
+        for number, figures in runs.each(ns):
+            try:
+                one_run(options, figures, created, profile=number == 1)
+            finally:
+                delete_topics(bootstrap, created)
+                created.clear()
     finally:
-        delete_topics(bootstrap, created)
+        os.unlink(payloads.name)
 
-    ratio = mine.events_per_s / tool.events_per_s
+    for line in runs.summary():
+        say(line)
+    took = time.monotonic() - started
     say(
-        f"ratio={ratio:.2f} ours_eps={mine.events_per_s:.0f} kafka_eps={tool.events_per_s:.0f} "
-        f"ours_mb_s={mine.mb_per_s:.1f} kafka_mb_s={tool.mb_per_s:.1f} "
-        f"kafka_record_size_eps={sized.events_per_s:.0f} gen_eps={gen_eps:.0f} "
-        f"peak_rss_mb={mine.peak_rss_mb:.0f} kafka_python_eps={kp_eps:.0f} events={n} "
-        f"avg_bytes={avg_bytes:.0f} compression={ns.compression}"
-        + "".join(f" pacing_{rate}={share:.3f}" for rate, share in paced.items())
+        f"the invocation took {took:.0f} s ({took - runs.waited:.0f} s without waiting for a quieter machine)"
+    )
+    if ns.json:
+        common.write_json(
+            ns.json,
+            "producer",
+            {
+                "machine": machine_line,
+                "events": n,
+                "compression": ns.compression,
+                "seconds": took,
+                **runs.as_json(),
+            },
+        )
+    m = runs.median
+    say(
+        f"ratio={m('ratio'):.2f} runs={ns.runs} ratios={','.join(f'{r:.2f}' for r in runs.values('ratio'))} "
+        f"ours_eps={m('ours_eps'):.0f} kafka_eps={m('kafka_eps'):.0f} ours_mb_s={m('ours_mb_s'):.1f} "
+        f"kafka_mb_s={m('kafka_mb_s'):.1f} kafka_record_size_eps={m('kafka_record_size_eps'):.0f} "
+        f"gen_eps={m('gen_eps'):.0f} cpu_s_per_million={m('ours_cpu_s_per_million'):.1f} "
+        f"peak_rss_mib={m('ours_peak_rss_mib'):.0f} kafka_python_eps={m('kafka_python_eps'):.0f} events={n} "
+        f"compression={ns.compression}"
+        + "".join(
+            f" pacing_{rate}={m(f'pacing_{rate}'):.3f}"
+            for rate in PACING_RATES
+            if runs.values(f"pacing_{rate}")
+        )
+        + " (medians)"
     )
     return 0
 

@@ -1,22 +1,31 @@
-"""Writer benchmark: `scripts/bench writer [--events N] [--format jsonl|json|parquet]` (N: 1,000,000).
+"""Writer benchmark: `scripts/bench writer [--events N] [--runs R] [--peers] [--format jsonl|json|parquet]`.
 
-1. fills a fresh 3-partition topic with N generated events (faking_data.py --rate 0 --seed 1);
+1. fills a fresh 3-partition topic with N generated events (faking_data.py --rate 0 --seed 1; N:
+   1,000,000), once per invocation; then each run, with a fresh consumer group and lake prefix:
 2. receive_faking_data.py (defaults and --format, but --idle-flush 1 so the tail is not held back by
    the idle timer) lands them: the time from its start until the group's committed offsets cover
    all N (so everything is in the lake and committed), in events/s and MB/s of event JSON; the
-   writer's CPU seconds (user + system, all its threads) per million events and peak RSS (sampled);
+   writer's CPU seconds (user + system, all its threads) per million events and its peak RSS (wait4);
 3. Kafka's own kafka-consumer-perf-test from the same jars reads the same topic, same N, with a
-   fresh group, in the same run;
+   fresh group, in the same run (its JVM's CPU and peak RSS too);
 4. python -m loglake verify on the result, by metadata and with --deep, timed (the figures only
    count if both pass); the lake's bytes per event (the objects' sizes, listed);
 5. the query examples of docs/lake-writer.md (benchmarks/lakesql.py QUERIES) in DuckDB over the
-   lake just written, timed (median of 3).
+   lake just written, timed (median of 3);
+6. with --peers, the tools a user would pick instead land the same topic (benchmarks/peers.py):
+   Quix Streams' S3FileSink, timed and measured the same way, its objects read back and its records
+   and distinct event_ids counted; and a Kafka Connect S3 sink if Maven Central serves one (it says
+   which it asked for when none is served). A comparison line per peer: ours / peer in events/s and
+   in CPU-seconds per million events.
 
-The last line is `ratio=<ours / Kafka's tool> ...`. It brings nothing up: it uses the stack of the
-environment (KAFKA_BOOTSTRAP_SERVERS, AWS_*; `scripts/bench` takes it from `scripts/stack env`, of
-the instance LOGLAKE_STACK_NAME names) and deletes the topics it created; the lake it wrote stays
-under the prefix `bench-<topic>`. The machine's load average is printed before and after: the
-figures are only comparable between runs on an equally loaded machine.
+Each run prints its figures and the load average before and after it; then every figure's median
+and spread (min-max) over the runs. The last line is `ratio=<median of ours / Kafka's tool> ...`.
+`--json FILE` also writes the figures to FILE's "writer" section (Image/bench-results.json feeds
+Image/plot_bench.py). It brings nothing up: it uses the stack of the environment
+(KAFKA_BOOTSTRAP_SERVERS, AWS_*; `scripts/bench` takes it from `scripts/stack env`, of the instance
+LOGLAKE_STACK_NAME names) and deletes the topics it created; the lakes stay under the prefixes
+`bench-<topic>-<run>` (ours) and `peer_quix_<id>` (Quix Streams). The figures are only comparable
+between runs on an equally loaded machine: the load average says how loaded it was.
 """
 
 from __future__ import annotations
@@ -24,109 +33,69 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import statistics
-import subprocess
 import sys
-import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.producer import delete_topics, machine, new_topic, say, topic_size  # noqa: E402
+from benchmarks import common, peers  # noqa: E402
+from benchmarks.common import Figure, Runs, say  # noqa: E402
+from benchmarks.landing import land  # noqa: E402
+from benchmarks.producer import delete_topics, new_topic, topic_size  # noqa: E402
 
 
-class Committed:
-    """The group's committed offsets, summed over the topic's 3 partitions (one client, reused:
-    a new client per look would take CPU from the writer being measured)."""
-
-    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        self.parts = [TopicPartition(topic, p) for p in range(3)]
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-
-    def total(self) -> int:
-        return sum(max(0, tp.offset) for tp in self.consumer.committed(self.parts, timeout=10))
-
-    def close(self) -> None:
-        self.consumer.close()
+@dataclass
+class Options:
+    bootstrap: str
+    topic: str
+    events: int
+    megabytes: float  # of event JSON in the topic, as Kafka's tool counts them
+    fmt: str
+    writer_args: list[str]
+    quix: list[str]  # the Quix Streams sinks to run (keys of peers.QUIX_SINKS); none without --peers
 
 
-def peak_rss(proc: psutil.Process, stop: threading.Event, out: list[float]) -> None:
-    while not stop.is_set():
-        try:
-            out.append(proc.memory_info().rss / 2**20)
-        except psutil.Error:
-            return
-        time.sleep(0.2)
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def ours(bootstrap: str, topic: str, events: int, extra: list[str]) -> tuple[float, float, float, float, str]:
-    """(seconds until all committed, CPU seconds, peak RSS MiB, objects, group) for receive_faking_data.py."""
+def ours(o: Options, prefix: str, figures: dict[str, float]) -> str:
+    """receive_faking_data.py lands the topic under `prefix`; its figures into `figures`; its group."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    cpu_before = children_cpu()
-    args = [
+    argv = [
         sys.executable,
         "receive_faking_data.py",
         "--topic",
-        topic,
+        o.topic,
         "--group",
         group,
         "--prefix",
-        f"bench-{topic}",
-        "--quiet",
-        "--exit-when-idle",
-        "3",
-        *extra,
+        prefix,
     ]
-    started = time.monotonic()
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    samples: list[float] = []
-    stop = threading.Event()
-    threading.Thread(target=peak_rss, args=(psutil.Process(proc.pid), stop, samples), daemon=True).start()
-    done_at = None
-    committed = Committed(bootstrap, topic, group)
-    while proc.poll() is None:
-        if done_at is None and committed.total() >= events:
-            done_at = time.monotonic()
-        time.sleep(0.1)
-    committed.close()
-    stop.set()
-    out, err = proc.communicate()
-    cpu = children_cpu() - cpu_before  # the writer is the only child waited for since cpu_before
-    if proc.returncode != 0:
-        raise SystemExit(f"the writer failed: {err.strip()[-500:]}")
-    done_at = done_at or time.monotonic()
-    objects = float(re.search(r"objects=(\d+)", out).group(1))
-    return done_at - started, cpu, max(samples, default=0.0), objects, group
-
-
-def verify_seconds(topic: str, group: str, *how: str) -> float:
-    """Seconds `python -m loglake verify` takes on the benchmark's lake; exits if it does not pass."""
-    args = ["--topic", topic, "--prefix", f"bench-{topic}", "--group", group, *how]
-    started = time.monotonic()
-    verify = subprocess.run(
-        [sys.executable, "-m", "loglake", "verify", *args], cwd=REPO, capture_output=True, text=True
+    argv += ["--quiet", "--exit-when-idle", "3", *o.writer_args]
+    landed = land("the writer", argv, o.bootstrap, o.topic, group, o.events)
+    objects = int(re.search(r"objects=(\d+)", landed.stdout).group(1))
+    figures.update(
+        ours_eps=o.events / landed.seconds,
+        ours_cpu_s_per_million=common.per_million(landed.usage.cpu, o.events),
+        ours_peak_rss_mib=landed.usage.peak_rss_mib,
+        objects=objects,
     )
-    took = time.monotonic() - started
-    say(verify.stdout.strip().splitlines()[-1] if verify.stdout.strip() else verify.stderr.strip())
-    if verify.returncode != 0:
-        raise SystemExit("verify failed: the figures do not count")
-    return took
+    return group
 
 
-def lake_bytes(topic: str, fmt: str) -> int:
+def verify_seconds(topic: str, prefix: str, group: str, *how: str) -> float:
+    """Seconds `python -m loglake verify` takes on the benchmark's lake; exits if it does not pass."""
+    args = ["--topic", topic, "--prefix", prefix, "--group", group, *how]
+    usage, out = common.run_measured(
+        [sys.executable, "-m", "loglake", "verify", *args], "verify (the figures do not count)"
+    )
+    say(out.strip().splitlines()[-1] if out.strip() else "verify printed nothing")
+    return usage.seconds
+
+
+def lake_bytes(topic: str, prefix: str, fmt: str) -> int:
     """Bytes of the objects of format `fmt` the benchmark's writer stored."""
     from loglake import formats, layout
     from loglake.lake import S3Store
@@ -135,20 +104,20 @@ def lake_bytes(topic: str, fmt: str) -> int:
     lake = values_of(LakeSettings, Parser(LakeSettings, prog="bench").parse_args([]))
     store = S3Store(lake)
     try:
-        listed = store.list(layout.topic_prefix(f"bench-{topic}", topic))
+        listed = store.list(layout.topic_prefix(prefix, topic))
         codec = formats.FORMATS[fmt]
         return sum(size for key, size in listed if formats.format_of_key(key) is codec)
     finally:
         store.close()
 
 
-def query_seconds(topic: str, fmt: str) -> dict[str, float]:
+def query_seconds(topic: str, prefix: str, fmt: str) -> dict[str, float]:
     """Median seconds of 3 runs of each query of the docs, on the benchmark's lake."""
     from benchmarks.lakesql import QUERIES, LakeSqlSettings, connect, timed, view_sql
     from loglake.settings import Parser, values_of
 
     s = values_of(LakeSqlSettings, Parser(LakeSqlSettings, prog="bench").parse_args([]))
-    s = type(s)(lake=s.lake, topic=topic, prefix=f"bench-{topic}", fmt=fmt)
+    s = type(s)(lake=s.lake, topic=topic, prefix=prefix, fmt=fmt)
     con = connect(s.lake)
     con.execute(view_sql(s))
     found = {}
@@ -159,34 +128,148 @@ def query_seconds(topic: str, fmt: str) -> dict[str, float]:
     return found
 
 
-def kafka_tool(bootstrap: str, topic: str, events: int) -> tuple[float, float, float]:
-    """(records/s, MB/s, MB read) of kafka-consumer-perf-test, as it reports them."""
-    result = subprocess.run(
-        [
-            str(REPO / "scripts" / "stack"),
-            "kafka",
-            "kafka-consumer-perf-test",
-            "--bootstrap-server",
-            bootstrap,
-            "--topic",
-            topic,
-            "--messages",
-            str(events),
-            "--group",
-            f"perf-{uuid.uuid4().hex[:8]}",
-            "--timeout",
-            "60000",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+def kafka_tool(o: Options, figures: dict[str, float]) -> None:
+    """kafka-consumer-perf-test on the topic, as it reports itself; its JVM's CPU and peak RSS."""
+    args = ["--bootstrap-server", o.bootstrap, "--topic", o.topic, "--messages", str(o.events)]
+    args += ["--group", f"perf-{uuid.uuid4().hex[:8]}", "--timeout", "60000"]
+    usage, out = common.run_measured(
+        common.kafka_tool_argv("kafka-consumer-perf-test", args), "kafka-consumer-perf-test"
     )
-    rows = [line for line in result.stdout.splitlines() if re.match(r"^\d{4}-", line)]
-    if result.returncode != 0 or not rows:
-        raise SystemExit(f"kafka-consumer-perf-test failed: {result.stderr.strip()[-500:]}")
+    rows = [line for line in out.splitlines() if re.match(r"^\d{4}-", line)]
+    if not rows:
+        raise SystemExit(f"kafka-consumer-perf-test printed no result: {out.strip()[-500:]}")
     fields = [f.strip() for f in rows[-1].split(",")]
     # start, end, MB, MB/s, nMsg, nMsg/s, rebalance ms, fetch ms, fetch MB/s, fetch nMsg/s
-    return float(fields[5]), float(fields[3]), float(fields[2])
+    figures.update(
+        kafka_eps=float(fields[5]),
+        kafka_mbps=float(fields[3]),
+        kafka_cpu_s_per_million=common.per_million(usage.cpu, o.events),
+        kafka_peak_rss_mib=usage.peak_rss_mib,
+    )
+    o.megabytes = float(fields[2])
+
+
+FIGURES = [
+    Figure("ours_eps", "writer: events/s landed and committed"),
+    Figure("ours_mbps", "writer: MB/s of event JSON", ".1f"),
+    Figure("ours_cpu_s_per_million", "writer: CPU-s per million events", ".1f"),
+    Figure("ours_peak_rss_mib", "writer: peak RSS MiB"),
+    Figure("objects", "writer: objects"),
+    Figure("lake_bytes_per_event", "writer: bytes per event in the lake", ".1f"),
+    Figure("kafka_eps", "kafka-consumer-perf-test: records/s read"),
+    Figure("kafka_cpu_s_per_million", "kafka-consumer-perf-test: CPU-s per million", ".1f"),
+    Figure("kafka_peak_rss_mib", "kafka-consumer-perf-test: peak RSS MiB"),
+    Figure("ratio", "ratio writer / Kafka's tool", ".2f"),
+    Figure("verify_s", "verify by metadata, s", ".1f"),
+    Figure("verify_deep_s", "verify --deep, s", ".1f"),
+    Figure("query_by_type_s", "query events by type, s", ".3f"),
+    Figure("query_user_errors_s", "query a user's errors, s", ".3f"),
+    *(
+        figure
+        for key, name in peers.QUIX_NAMES.items()
+        for figure in (
+            Figure(f"{key}_eps", f"{name}: events/s landed and committed"),
+            Figure(f"{key}_cpu_s_per_million", f"{name}: CPU-s per million events", ".1f"),
+            Figure(f"{key}_peak_rss_mib", f"{name}: peak RSS MiB"),
+            Figure(f"{key}_records", f"{name}: records read back"),
+            Figure(f"{key}_unique_ids", f"{name}: distinct event_ids read back"),
+            Figure(f"{key}_bytes_per_event", f"{name}: bytes per event in the lake", ".1f"),
+            Figure(f"ours_over_{key}_eps", f"ours / {name}: events/s", ".2f"),
+            Figure(f"ours_over_{key}_cpu", f"ours / {name}: CPU-s per million", ".2f"),
+        )
+    ),
+]
+
+
+def compare(peer: str, ours_eps: float, ours_cpu: float, eps: float, cpu: float) -> str:
+    return (
+        f"ours / {peer}: {ours_eps / eps:.2f} in events/s ({ours_eps:,.0f} vs {eps:,.0f}), "
+        f"{ours_cpu / cpu:.2f} in CPU-s per million events ({ours_cpu:.1f} vs {cpu:.1f})"
+    )
+
+
+def one_run(o: Options, figures: dict[str, float], number: int) -> None:
+    """Every figure of one run into `figures`, each printed as it is taken."""
+    prefix = f"bench-{o.topic}-{number}"
+    group = ours(o, prefix, figures)
+    kafka_tool(o, figures)
+    figures["ours_mbps"] = figures["ours_eps"] * o.megabytes / o.events
+    figures["ratio"] = figures["ours_eps"] / figures["kafka_eps"]
+    stored = lake_bytes(o.topic, prefix, o.fmt)
+    figures["lake_bytes_per_event"] = stored / o.events
+    say(
+        f"writer --format {o.fmt}: {o.events:,} events ({o.megabytes:.0f} MB of JSON) landed and committed: "
+        f"{figures['ours_eps']:,.0f} events/s, {figures['ours_mbps']:.1f} MB/s; "
+        f"{figures['ours_cpu_s_per_million']:.1f} CPU-s per million events; {figures['objects']:.0f} objects, "
+        f"{figures['lake_bytes_per_event']:.1f} bytes per event in the lake; peak RSS "
+        f"{figures['ours_peak_rss_mib']:.0f} MiB"
+    )
+    say(
+        f"kafka-consumer-perf-test: {figures['kafka_eps']:,.0f} records/s, {figures['kafka_mbps']:.1f} MB/s, "
+        f"{figures['kafka_cpu_s_per_million']:.1f} CPU-s per million (JVM start included), peak RSS "
+        f"{figures['kafka_peak_rss_mib']:.0f} MiB; ratio writer / Kafka's tool {figures['ratio']:.2f}"
+    )
+    figures["verify_s"] = verify_seconds(o.topic, prefix, group)
+    figures["verify_deep_s"] = verify_seconds(o.topic, prefix, group, "--deep")
+    say(f"verify: {figures['verify_s']:.1f} s by metadata, {figures['verify_deep_s']:.1f} s with --deep")
+    queries = list(query_seconds(o.topic, prefix, o.fmt).values())
+    figures["query_by_type_s"], figures["query_user_errors_s"] = queries
+    for key in o.quix:
+        peer = peers.quix(o.bootstrap, o.topic, o.events, peers.QUIX_SINKS[key])
+        peer_figures(o, figures, peer)
+
+
+def peer_figures(o: Options, figures: dict[str, float], peer: peers.PeerRun) -> None:
+    k = peer.key
+    figures.update(
+        {
+            f"{k}_eps": peer.events_per_s,
+            f"{k}_cpu_s_per_million": peer.cpu_s_per_million,
+            f"{k}_peak_rss_mib": peer.peak_rss_mib,
+            f"{k}_records": peer.records,
+            f"{k}_unique_ids": peer.unique_ids,
+            f"{k}_bytes_per_event": peer.bytes_per_event,
+            f"ours_over_{k}_eps": figures["ours_eps"] / peer.events_per_s,
+            f"ours_over_{k}_cpu": figures["ours_cpu_s_per_million"] / peer.cpu_s_per_million,
+        }
+    )
+    whole = "every event, once" if peer.records == peer.unique_ids == o.events else "NOT every event once"
+    say(
+        f"{peer.name}: {peer.events_per_s:,.0f} events/s landed and committed, {peer.cpu_s_per_million:.1f} "
+        f"CPU-s per million events, peak RSS {peer.peak_rss_mib:.0f} MiB; read back: {peer.objects} objects, "
+        f"{peer.records:,} records, {peer.unique_ids:,} distinct event_ids of {o.events:,} ({whole}), "
+        f"{peer.bytes_per_event:.1f} bytes per event"
+    )
+    say(
+        compare(
+            peer.name,
+            figures["ours_eps"],
+            figures["ours_cpu_s_per_million"],
+            peer.events_per_s,
+            peer.cpu_s_per_million,
+        )
+    )
+
+
+def connect_line() -> str:
+    coords, tried = peers.connect_s3_sink()
+    if coords:
+        return f"Kafka Connect S3 sink: Maven resolved {coords}, but the benchmark has no runner for it yet: not run"
+    return (
+        "Kafka Connect S3 sink: not run: Maven Central serves none of the sinks asked for ("
+        + "; ".join(tried)
+        + "); not asked: Aiven's (not served here, issue #14), Confluent's (not on Maven Central), Lenses' "
+        "stream-reactor (release archives, not Maven artifacts)"
+    )
+
+
+def fill(bootstrap: str, events: int) -> str:
+    topic = new_topic(bootstrap, 3)
+    argv = [sys.executable, "faking_data.py", "--topic", topic, "--count", str(events), "--rate", "0"]
+    common.run_measured([*argv, "--seed", "1", "--quiet"], "filling the topic")
+    if topic_size(bootstrap, topic) != events:
+        raise SystemExit(f"the topic holds {topic_size(bootstrap, topic):,} events, not {events:,}")
+    return topic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,61 +285,77 @@ def main(argv: list[str] | None = None) -> int:
         default="confluent",
         help="the writer's Kafka client",
     )
+    p.add_argument(
+        "--peers", action="store_true", help="also land the topic with the peers (benchmarks/peers.py)"
+    )
+    p.add_argument(
+        "--quix",
+        choices=["plain", "gzip", "both"],
+        default="both",
+        help="with --peers: Quix Streams' sink writing plain JSON Lines (its default), gzip'd ones, or both "
+        "(default: both)",
+    )
+    common.add_run_options(p, "writer")
     ns = p.parse_args(argv)
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    say(machine())
-    say(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min; 2 cores)")
-    topic = new_topic(bootstrap, 3)
-    dlq = topic + ".dlq"  # the writer creates it; deleted with the topic
-    try:
-        fill = subprocess.run(
-            [
-                sys.executable,
-                "faking_data.py",
-                "--topic",
-                topic,
-                "--count",
-                str(ns.events),
-                "--rate",
-                "0",
-                "--seed",
-                "1",
-                "--quiet",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        if fill.returncode != 0:
-            raise SystemExit(f"filling the topic failed: {fill.stderr.strip()[-300:]}")
-        assert topic_size(bootstrap, topic) == ns.events
-        writer_args = ["--format", ns.format, "--kafka-client", ns.kafka_client, *ns.writer_args.split()]
-        seconds, cpu, rss, objects, group = ours(bootstrap, topic, ns.events, writer_args)
-        tool_eps, tool_mbps, megabytes = kafka_tool(bootstrap, topic, ns.events)
-        verify_s = verify_seconds(topic, group)
-        verify_deep_s = verify_seconds(topic, group, "--deep")
-    finally:
-        delete_topics(bootstrap, [topic, dlq])
-    stored = lake_bytes(topic, ns.format)
-    queries = query_seconds(topic, ns.format)
-    eps = ns.events / seconds
-    cpu_per_million = cpu * 1_000_000 / ns.events
-    say(
-        f"writer --format {ns.format} --kafka-client {ns.kafka_client}: {ns.events:,} events ({megabytes:.0f} MB of JSON) landed and committed in "
-        f"{seconds:.1f} s: {eps:,.0f} events/s, {megabytes / seconds:.1f} MB/s; {cpu_per_million:.1f} CPU-s per "
-        f"million events; {objects:.0f} objects, {stored / ns.events:.1f} bytes per event in the lake; "
-        f"peak RSS {rss:.0f} MiB"
+    started = time.monotonic()
+    machine_line = common.machine()
+    say(machine_line)
+    connect = connect_line() if ns.peers else ""
+    if connect:
+        say(connect)
+    topic = fill(bootstrap, ns.events)
+    say(f"topic {topic}: {ns.events:,} events in 3 partitions; {ns.runs} run(s)")
+    writer_args = ["--format", ns.format, "--kafka-client", ns.kafka_client, "--idle-flush", "1"]
+    o = Options(
+        bootstrap,
+        topic,
+        ns.events,
+        0.0,
+        ns.format,
+        [*writer_args, *ns.writer_args.split()],
+        [k for k, gzip in peers.QUIX_SINKS.items() if ns.quix == "both" or gzip == (ns.quix == "gzip")]
+        if ns.peers
+        else [],
     )
-    say(f"verify: {verify_s:.1f} s by metadata, {verify_deep_s:.1f} s with --deep")
-    say(f"kafka-consumer-perf-test: {tool_eps:,.0f} records/s, {tool_mbps:.1f} MB/s")
-    say(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    q1, q2 = queries.values()
+    runs = Runs(FIGURES)
+    try:
+        for number, figures in runs.each(ns):
+            one_run(o, figures, number)
+    finally:
+        delete_topics(bootstrap, [topic, topic + ".dlq"])  # the writer made the dead-letter topic
+
+    for line in runs.summary():
+        say(line)
+    m = runs.median
+    if ns.peers:
+        say(connect)
+    for k in o.quix:
+        ours_eps, ours_cpu = m("ours_eps"), m("ours_cpu_s_per_million")
+        say(
+            "medians: "
+            + compare(peers.QUIX_NAMES[k], ours_eps, ours_cpu, m(f"{k}_eps"), m(f"{k}_cpu_s_per_million"))
+        )
+    took = time.monotonic() - started
     say(
-        f"ratio={eps / tool_eps:.2f} format={ns.format} ours_eps={eps:.0f} kafka_eps={tool_eps:.0f} "
-        f"ours_mbps={megabytes / seconds:.1f} kafka_mbps={tool_mbps:.1f} events={ns.events} "
-        f"cpu_s_per_million={cpu_per_million:.1f} writer_peak_rss_mib={rss:.0f} objects={objects:.0f} "
-        f"lake_bytes_per_event={stored / ns.events:.1f} verify_s={verify_s:.1f} verify_deep_s={verify_deep_s:.1f} "
-        f"query_by_type_s={q1:.3f} query_user_errors_s={q2:.3f}"
+        f"the invocation took {took:.0f} s ({took - runs.waited:.0f} s without waiting for a quieter machine)"
+    )
+    if ns.json:
+        content = {"machine": machine_line, "events": ns.events, "format": ns.format, "seconds": took}
+        common.write_json(ns.json, "writer", {**content, "connect": connect, **runs.as_json()})
+    say(
+        f"ratio={m('ratio'):.2f} runs={ns.runs} ratios={','.join(f'{r:.2f}' for r in runs.values('ratio'))} "
+        f"format={ns.format} ours_eps={m('ours_eps'):.0f} kafka_eps={m('kafka_eps'):.0f} "
+        f"ours_mbps={m('ours_mbps'):.1f} kafka_mbps={m('kafka_mbps'):.1f} events={ns.events} "
+        f"cpu_s_per_million={m('ours_cpu_s_per_million'):.1f} writer_peak_rss_mib={m('ours_peak_rss_mib'):.0f} "
+        f"objects={m('objects'):.0f} lake_bytes_per_event={m('lake_bytes_per_event'):.1f} "
+        f"verify_s={m('verify_s'):.1f} verify_deep_s={m('verify_deep_s'):.1f} "
+        f"query_by_type_s={m('query_by_type_s'):.3f} query_user_errors_s={m('query_user_errors_s'):.3f}"
+        + "".join(
+            f" {k}_eps={m(f'{k}_eps'):.0f} {k}_cpu_s_per_million={m(f'{k}_cpu_s_per_million'):.1f}"
+            for k in o.quix
+        )
+        + " (medians)"
     )
     return 0
 

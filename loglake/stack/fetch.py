@@ -73,7 +73,9 @@ def zookeeper_artifacts(version: str) -> list[str]:
     ]
 
 
-def _maven_libs(cache: Path, name: str, coords: list[str]) -> Path:
+def maven_libs(cache: Path, name: str, coords: list[str]) -> Path:
+    """The jars of `coords` and their runtime dependencies in `cache/name/libs`, fetched on first use
+    (also used by the writer benchmark to look for a Kafka Connect S3 sink)."""
     home = cache / name
     libs = home / "libs"
     stamp = "\n".join(coords) + "\n"
@@ -114,15 +116,15 @@ def _maven_libs(cache: Path, name: str, coords: list[str]) -> Path:
 
 
 def kafka_libs(cache: Path, version: str) -> Path:
-    return _maven_libs(cache, f"kafka-{version}", kafka_artifacts(version))
+    return maven_libs(cache, f"kafka-{version}", kafka_artifacts(version))
 
 
 def mirror_libs(cache: Path, version: str) -> Path:
-    return _maven_libs(cache, f"kafka-mirror-{version}", mirror_artifacts(version))
+    return maven_libs(cache, f"kafka-mirror-{version}", mirror_artifacts(version))
 
 
 def zookeeper_libs(cache: Path, version: str) -> Path:
-    return _maven_libs(cache, f"zookeeper-{version}", zookeeper_artifacts(version))
+    return maven_libs(cache, f"zookeeper-{version}", zookeeper_artifacts(version))
 
 
 def versitygw_binary(cache: Path, version: str = defaults.VERSITYGW_VERSION) -> Path:

@@ -266,11 +266,17 @@ class Instance:
     def kafka_tool(
         self, libs: Path, tool: str, args: list[str], capture: bool = False
     ) -> subprocess.CompletedProcess[str]:
+        argv = self.kafka_tool_argv(libs, tool, args)
+        return subprocess.run(argv, capture_output=capture, text=True, check=False)
+
+    def kafka_tool_argv(self, libs: Path, tool: str, args: list[str]) -> list[str]:
+        """The java command line of Kafka tool `tool` (the benchmarks run it as their own child, to
+        measure the JVM's CPU time and peak RSS without a launcher in between)."""
         name, content, option = log_config(self.cfg.kafka_version, tools=True)
         conf = self.dir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         conf.write_text(content)
-        argv = [
+        return [
             java(),
             "-Xmx512m",
             f"{option}{conf}",
@@ -279,7 +285,6 @@ class Instance:
             fetch.tool_class(libs, tool),
             *args,
         ]
-        return subprocess.run(argv, capture_output=capture, text=True, check=False)
 
     def write_client_properties(self) -> Path:
         path = self.dir / "client.properties"
