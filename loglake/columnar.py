@@ -140,6 +140,10 @@ DICTIONARY_COLUMNS = tuple(
 _PARSE = pa_json.ParseOptions(
     explicit_schema=pa.schema([(c.name, c.parsed) for c in COLUMNS]), unexpected_field_behavior="error"
 )
+# One thread per read: the writer already encodes one object per partition at once beside its consuming
+# thread, and Arrow's threaded reader cost 8.4 µs of CPU per event against 5.0 µs on one thread (in
+# 4 MiB blocks; 32,768 generated events, AMD EPYC, 2 cores).
+_READ = pa_json.ReadOptions(use_threads=False, block_size=4 << 20)
 # A value fits when it decodes into this struct: schema fields only, FIELDS present, types and
 # ranges of the columns, no null where the schema has none (optional fields default to None, so an
 # explicit null fails: it would decode as an absent field).
@@ -204,7 +208,7 @@ def _events(values: list[bytes]) -> pa.Table:
 
 
 def _read(data: bytes) -> pa.Table:
-    return pa_json.read_json(pa.py_buffer(data), parse_options=_PARSE).combine_chunks()
+    return pa_json.read_json(pa.py_buffer(data), read_options=_READ, parse_options=_PARSE).combine_chunks()
 
 
 def _fits(value: bytes) -> bool:
