@@ -87,7 +87,7 @@ def footer(results: dict) -> str:
 def main() -> None:
     results = json.loads((HERE / "bench-results.json").read_text())
     fig, axes = plt.subplots(2, 1, figsize=(10, 7.4), height_ratios=[5, 3.2])
-    panel(axes[0], results["producer"], PRODUCER, "Producing (every event acknowledged)")
+    panel(axes[0], results["producer"], PRODUCER, "Producing, every event acked")
     panel(axes[1], results["writer"], WRITER, "Landing in the lake vs. reading")
     fig.text(0.01, 0.005, footer(results), fontsize=7, color="#555555", va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
