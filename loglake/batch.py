@@ -46,6 +46,10 @@ class FolderRecords:
         """Where value `i` starts in `data`."""
         return self.ends[i - 1] if i else 0
 
+    def value(self, i: int) -> bytes:
+        """Value `i` as bytes (a copy)."""
+        return bytes(self.data[self.begin(i) : self.ends[i]])
+
     @property
     def values(self) -> list[bytes]:
         """Every value as bytes (a copy: for formats that need separate objects)."""

@@ -31,6 +31,8 @@ by row.
 from __future__ import annotations
 
 import re
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -167,8 +169,7 @@ SLICE = 32_768  # rows parsed at a time: the parser's transient memory is a few 
 
 def to_table(topic: str, partition: int, records: FolderRecords) -> pa.Table:
     """The table of one object: `records` (validated events) with their Kafka coordinates."""
-    values = records.values
-    n = len(values)
+    n = len(records)
     kafka = pa.StructArray.from_arrays(
         [
             pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(0, pa.int32()), n), pa.array([topic])),
@@ -178,37 +179,52 @@ def to_table(topic: str, partition: int, records: FolderRecords) -> pa.Table:
         ],
         fields=list(KAFKA_TYPE),
     )
-    events = pa.concat_tables(_events(values[i : i + SLICE]) for i in range(0, n, SLICE))
+    events = pa.concat_tables(_events(records, i, min(n, i + SLICE)) for i in range(0, n, SLICE))
     return events.add_column(0, SCHEMA.field(KAFKA), pa.chunked_array([kafka])).unify_dictionaries()
 
 
-def _events(values: list[bytes]) -> pa.Table:
-    """The event columns and `_raw` of some rows."""
-    data = b"\n".join(values)
+def _events(records: FolderRecords, lo: int, hi: int) -> pa.Table:
+    """The event columns and `_raw` of rows lo..hi-1 of `records` (numbered from 0 in the table)."""
+    data, begin, end = records.data, records.begin(lo), records.ends[hi - 1]
     table = None
-    if data.count(b"\n") == len(values) - 1 and b"\r" not in data:  # one value per line, as Arrow reads them
+    if data.find(b"\n", begin, end) < 0 and data.find(b"\r", begin, end) < 0:  # one value per line for Arrow
         try:
-            table = _read(data)
+            table = _read(_lines(records, lo, hi))
         except pa.ArrowInvalid:
             table = None  # some value has other fields or types than the columns: row by row below
     if table is None:
-        lines, unfit = _conform(values)
-        table = _read(b"\n".join(lines))
+        lines, unfit = _conform([records.value(i) for i in range(lo, hi)])
+        table = _read(pa.py_buffer(b"\n".join(lines)))
     else:
-        nulls, other_nulls = _rows_with_null(data)
-        unfit = {i for i in other_nulls if not _fits(values[i])}
+        nulls, other_nulls = _rows_with_null(records, lo, hi)
+        unfit = {i for i in other_nulls if not _fits(records.value(lo + i))}
         unfit.update(_absent_required(table, nulls))
-    del data
     columns, unfit_values = _typed(table, unfit)
     unfit.update(unfit_values)
-    raw = [None] * len(values)
+    raw: list[str | None] = [None] * (hi - lo)
     for i in unfit:
-        raw[i] = values[i].decode()
+        raw[i] = records.value(lo + i).decode()
     return pa.Table.from_arrays([*columns, pa.array(raw, pa.string())], schema=EVENTS_SCHEMA)
 
 
-def _read(data: bytes) -> pa.Table:
-    return pa_json.read_json(pa.py_buffer(data), read_options=_READ, parse_options=_PARSE).combine_chunks()
+_NEWLINE = pa.scalar("\n", pa.large_string())
+
+
+def _lines(records: FolderRecords, lo: int, hi: int) -> pa.Buffer:
+    """Values lo..hi-1 joined by line breaks, by Arrow from the batch's buffer: no bytes object per
+    value (0.3 µs per event instead of 0.8-1.3 for a list of values and bytes.join). The values were
+    checked as UTF-8 when they were routed."""
+    offsets = array("q", [records.begin(lo)])
+    offsets.extend(records.ends[lo:hi])
+    values = pa.Array.from_buffers(
+        pa.large_string(), hi - lo, [None, pa.py_buffer(offsets), pa.py_buffer(records.data)]
+    )
+    one_list = pa.LargeListArray.from_arrays(pa.array([0, hi - lo], pa.int64()), values)
+    return pc.binary_join(one_list, _NEWLINE)[0].as_buffer()
+
+
+def _read(data: pa.Buffer) -> pa.Table:
+    return pa_json.read_json(data, read_options=_READ, parse_options=_PARSE).combine_chunks()
 
 
 def _fits(value: bytes) -> bool:
@@ -243,21 +259,22 @@ def _fitting_part(event: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+_NULL = re.compile(b"null")
 _NULLABLE_KEYS = tuple(b'"%b":' % c.name.encode() for c in COLUMNS if c.nullable)
 
 
-def _rows_with_null(data: bytes) -> tuple[set[int], set[int]]:
-    """Rows (lines of `data`) whose bytes hold `null`: only there can a null column be a JSON null
-    rather than an absent field; and of those, the rows where it is not just `"referrer":null` (a
+def _rows_with_null(records: FolderRecords, lo: int, hi: int) -> tuple[set[int], set[int]]:
+    """Rows lo..hi-1 (numbered from 0) whose bytes hold `null`: only there can a null column be a JSON
+    null rather than an absent field; and of those, the rows where it is not just `"referrer":null` (a
     nullable field set to null, which fits), to be checked one by one. (`"referrer":null` cannot be
     inside a string: a quote there is escaped.)"""
-    rows, others, row, last = set(), set(), 0, 0
-    for match in re.finditer(b"null", data):  # a literal: searched at memchr speed
+    data, ends, begin = records.data, records.ends, records.begin(lo)
+    rows, others = set(), set()
+    for match in _NULL.finditer(data, begin, ends[hi - 1]):  # a literal: searched at memchr speed
         start = match.start()
-        row += data.count(b"\n", last, start)
-        last = start
+        row = bisect_right(ends, start, lo, hi) - lo  # value i ends at ends[i], exclusive
         rows.add(row)
-        if not data.endswith(_NULLABLE_KEYS, 0, start):
+        if not data.endswith(_NULLABLE_KEYS, begin, start):
             others.add(row)
     return rows, others
 
