@@ -265,6 +265,61 @@ def test_zombie_writer_sigstopped_past_its_session_and_resumed(stack_env, new_to
     assert in_lake == on_topic
 
 
+@pytest.mark.faults
+@pytest.mark.xfail(
+    strict=False,
+    reason="known defect, 4 of about 25 runs: after the rejoin kafka-python 3.0.12 keeps a fetch request to "
+    "the broker pending (its debug log says 'Skipping fetch ... because there is a pending fetch request' "
+    "for 7 s), so some partitions are not read again before the writer's idle exit; nothing is lost (the "
+    "records wait in Kafka, the writer says how many, the group's offsets stay below them)",
+)
+def test_a_lone_writer_paused_past_its_session_gets_its_partitions_back_and_goes_on(stack_env, new_topic):
+    """The only kafka-python writer of a group, SIGSTOPped until the group has dropped it (its session
+    expired), then resumed. It rejoins as a new member and the group gives it its partitions back: it
+    must not keep its old state of them as if nothing happened, nor refuse their commits forever. It
+    lands everything once, the group's offsets never go back, and it catches up and exits."""
+    topic = new_topic(3)
+    total = 30_000
+    feeder = subprocess.Popen(
+        [PYTHON, "faking_data.py", "--topic", topic, "--count", str(total), "--rate", "2000", "--quiet"],
+        cwd=REPO,
+        env=clean_env(stack_env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    flags = ("--kafka-client", "kafka-python", "--batch-records", "3000", "--batch-age", "2")
+    lone = writer(stack_env, topic, *flags, "--exit-when-idle", "6", "--progress-every", "1")
+    group = f"g-{topic}"
+    probe = KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"])
+    wait_until(
+        lambda: probe.committed_total(topic, group),
+        60,
+        "the writer's first commit",
+        retry_on=kafka_errors(),
+        alive=[lone.process],
+    )
+    watch = CommitWatch(stack_env, topic, group)
+    os.kill(lone.process.pid, signal.SIGSTOP)
+    wait_until(
+        lambda: probe.members(group),
+        SESSION_TIMEOUT_MS / 1000 + 60,
+        "the group dropping the stopped writer",
+        ok=lambda n: n == 0,
+        interval=0.5,
+        retry_on=kafka_errors(),
+    )
+    os.kill(lone.process.pid, signal.SIGCONT)
+    assert feeder.wait(timeout=120) == 0, feeder.stderr.read() if feeder.stderr else ""
+    code, _out, err = finish(lone)
+    watch.stop()
+    assert code == 0, err[-3000:]
+    assert watch.samples > 5 and not watch.backwards, watch.backwards
+    assert probe.committed_total(topic, group) == total, err[-3000:]
+    check_exactly_once(stack_env, topic, total)
+    in_lake = lake_event_ids(stack_env, f"test-{topic}")
+    assert len(in_lake) == total and max(in_lake.values()) == 1
+
+
 def one_sentence(env: dict[str, str], *args: str) -> str:
     """Run the kafka-python writer, expecting it to fail with exit 1 and one line on stderr."""
     result = subprocess.run(

@@ -292,13 +292,16 @@ def test_lake_down_for_20_seconds_mid_run(client):
         )
         recovered = time.monotonic() - back
         assert producer.wait(timeout=120) == 0, producer.stderr.read()
-        wait_until(
-            lambda: probe.lag(topic, group),
-            120,
-            "the writer to catch up",
-            ok=lambda lag: lag == 0,
-            retry_on=kafka_errors(),
-        )
+        try:
+            wait_until(
+                lambda: probe.lag(topic, group),
+                120,
+                "the writer to catch up",
+                ok=lambda lag: lag == 0,
+                retry_on=kafka_errors(),
+            )
+        except AssertionError as stuck:
+            raise AssertionError(f"{stuck}\nthe writer's log ends:\n{output.text()[-6000:]}") from None
         output.process.send_signal(signal.SIGTERM)
         code, _out, err = output.finish(180)
         assert code == 0, err

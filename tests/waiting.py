@@ -116,6 +116,16 @@ class KafkaProbe:
                 tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=10) if tp.offset >= 0
             }
 
+    def members(self, group: str) -> int:
+        """How many members the group has now, as its coordinator says (0 once a stopped member's
+        session has expired)."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        del admin  # destroyed now, while its cluster is up
+        return len(described.members)
+
     def committed_total(self, topic: str, group: str) -> int:
         return sum(self.committed(topic, group).values())
 
