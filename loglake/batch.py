@@ -51,16 +51,6 @@ class FolderRecords:
         return bytes(self.data[self.begin(i) : self.ends[i]])
 
     @property
-    def values(self) -> list[bytes]:
-        """Every value as bytes (a copy: for formats that need separate objects)."""
-        data, begin = self.data, 0
-        found = []
-        for end in self.ends:
-            found.append(bytes(data[begin:end]))
-            begin = end
-        return found
-
-    @property
     def last(self) -> int:
         return self.offsets[-1]
 

@@ -36,7 +36,9 @@ def fake_values(n: int, seed: int = 7) -> list[bytes]:
 def expected(records: FolderRecords, topic: str = "log-data", partition: int = 1) -> list[dict]:
     return [
         {"_kafka": {"topic": topic, "partition": partition, "offset": o, "timestamp": t}, **orjson.loads(v)}
-        for o, t, v in zip(records.offsets, records.timestamps, records.values, strict=True)
+        for o, t, v in zip(
+            records.offsets, records.timestamps, map(records.value, range(len(records))), strict=True
+        )
     ]
 
 

@@ -199,6 +199,31 @@ class CommitWatch:
         self._thread.join(30)
 
 
+WRITER_FLAGS = ("--kafka-client", "kafka-python", "--batch-records", "3000", "--batch-age", "2")
+
+
+def fed_writer(stack_env: dict[str, str], topic: str, total: int) -> tuple[subprocess.Popen[str], Output]:
+    """`total` events fed at 2,000 events/s and a kafka-python writer of group g-<topic>, returned once
+    the writer has made its first commit."""
+    feeder = subprocess.Popen(
+        [PYTHON, "faking_data.py", "--topic", topic, "--count", str(total), "--rate", "2000", "--quiet"],
+        cwd=REPO,
+        env=clean_env(stack_env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = writer(stack_env, topic, *WRITER_FLAGS, "--exit-when-idle", "6", "--progress-every", "1")
+    probe = KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"])
+    wait_until(
+        lambda: probe.committed_total(topic, f"g-{topic}"),
+        60,
+        "the first writer's first commit",
+        retry_on=kafka_errors(),
+        alive=[first.process],
+    )
+    return feeder, first
+
+
 @pytest.mark.faults
 def test_zombie_writer_sigstopped_past_its_session_and_resumed(stack_env, new_topic):
     """Two kafka-python writers share a topic fed at 2,000 events/s; one is SIGSTOPped (with batches
@@ -207,25 +232,9 @@ def test_zombie_writer_sigstopped_past_its_session_and_resumed(stack_env, new_to
     refused or its partitions lost), and the lake must hold every event once."""
     topic = new_topic(3)
     total = 40_000
-    feeder = subprocess.Popen(
-        [PYTHON, "faking_data.py", "--topic", topic, "--count", str(total), "--rate", "2000", "--quiet"],
-        cwd=REPO,
-        env=clean_env(stack_env),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    flags = ("--kafka-client", "kafka-python", "--batch-records", "3000", "--batch-age", "2")
-    zombie = writer(stack_env, topic, *flags, "--exit-when-idle", "6", "--progress-every", "1")
+    feeder, zombie = fed_writer(stack_env, topic, total)
     group = f"g-{topic}"
-    probe = KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"])
-    wait_until(
-        lambda: probe.committed_total(topic, group),
-        60,
-        "the first writer's first commit",
-        retry_on=kafka_errors(),
-        alive=[zombie.process],
-    )
-    other = writer(stack_env, topic, *flags, "--exit-when-idle", "6", "--progress-every", "1")
+    other = writer(stack_env, topic, *WRITER_FLAGS, "--exit-when-idle", "6", "--progress-every", "1")
     wait_until(  # the second writer joins and takes some partitions
         lambda: other.last(r"assigned partitions \[\d"),
         60,
@@ -280,24 +289,9 @@ def test_a_lone_writer_paused_past_its_session_gets_its_partitions_back_and_goes
     lands everything once, the group's offsets never go back, and it catches up and exits."""
     topic = new_topic(3)
     total = 30_000
-    feeder = subprocess.Popen(
-        [PYTHON, "faking_data.py", "--topic", topic, "--count", str(total), "--rate", "2000", "--quiet"],
-        cwd=REPO,
-        env=clean_env(stack_env),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    flags = ("--kafka-client", "kafka-python", "--batch-records", "3000", "--batch-age", "2")
-    lone = writer(stack_env, topic, *flags, "--exit-when-idle", "6", "--progress-every", "1")
+    feeder, lone = fed_writer(stack_env, topic, total)
     group = f"g-{topic}"
     probe = KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"])
-    wait_until(
-        lambda: probe.committed_total(topic, group),
-        60,
-        "the writer's first commit",
-        retry_on=kafka_errors(),
-        alive=[lone.process],
-    )
     watch = CommitWatch(stack_env, topic, group)
     os.kill(lone.process.pid, signal.SIGSTOP)
     wait_until(
