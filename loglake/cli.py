@@ -7,16 +7,15 @@ import argparse
 import ctypes
 import logging
 import sys
+import threading
 import time
+from typing import TYPE_CHECKING
 
-from loglake import formats
-from loglake.consume import Writer
-from loglake.deadletter import DeadLetters
 from loglake.errors import ConfigError, run_cli, setup_logging, stop_on_signals
-from loglake.kafka import open_consumer
-from loglake.lake import S3Store
-from loglake.metrics import WriterMetrics
 from loglake.settings import Parser, WriterSettings, parser_for, values_of
+
+if TYPE_CHECKING:
+    from loglake.consume import Writer
 
 log = logging.getLogger("loglake.consume")
 
@@ -31,6 +30,8 @@ def build_parser(prog: str = "receive_faking_data.py") -> Parser:
 
 
 def settings_from_args(ns: argparse.Namespace) -> WriterSettings:
+    from loglake import formats
+
     s = values_of(WriterSettings, ns)
     problem = formats.check_recipe(s.recipe)
     if problem:
@@ -38,14 +39,22 @@ def settings_from_args(ns: argparse.Namespace) -> WriterSettings:
     return s
 
 
-def build_writer(s: WriterSettings) -> Writer:
-    """A Writer on the real clients."""
+def build_writer(s: WriterSettings, stop: threading.Event | None = None) -> Writer:
+    """A Writer on the real clients; `stop` set asks it to flush and exit. The clients' modules load
+    here, not when this module is imported, so that main() handles signals from its first line."""
+    from loglake.consume import Writer
+    from loglake.deadletter import DeadLetters
+    from loglake.kafka import open_consumer
+    from loglake.lake import S3Store
+    from loglake.metrics import WriterMetrics
+
     return Writer(
         s,
         open_consumer(s.kafka, s.group, s.topic, s.start_from),
         S3Store(s.lake),
         DeadLetters(s.kafka, s.dlq_topic, s.topic),
         metrics=WriterMetrics(s.metrics_port, s.metrics_addr),
+        stop=stop,
     )
 
 
@@ -64,18 +73,21 @@ def give_large_buffers_back() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    s = settings_from_args(build_parser().parse_args(argv))
-    setup_logging(verbose=s.verbose)
-    give_large_buffers_back()
-    writer = build_writer(s)
-    started = time.monotonic()
-    try:
-        with stop_on_signals(
-            writer.stop, lambda name: log.info("%s: flushing and stopping (again to stop at once)", name)
-        ):
+    # A SIGTERM from the first line on is a request to stop cleanly, also while the writer is still
+    # being built (a service manager or a test may stop a writer it has just started): exit 0.
+    stop = threading.Event()
+    with stop_on_signals(
+        stop, lambda name: log.info("%s: flushing and stopping (again to stop at once)", name)
+    ):
+        s = settings_from_args(build_parser().parse_args(argv))
+        setup_logging(verbose=s.verbose)
+        give_large_buffers_back()
+        writer = build_writer(s, stop)
+        started = time.monotonic()
+        try:
             code = writer.run()
-    finally:
-        writer.close()
+        finally:
+            writer.close()
     elapsed = time.monotonic() - started
     sys.stdout.write(
         f"landed topic={writer.s.topic} records={writer.records} objects={writer.objects} bytes={writer.bytes} "

@@ -96,6 +96,7 @@ class Writer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.5),
+        stop: threading.Event | None = None,
     ) -> None:
         self.s = s
         self.recipe = s.recipe
@@ -113,7 +114,7 @@ class Writer:
         self.parts: dict[int, PartitionState] = {}
         self.ever_assigned = False
         self.draining = False
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()  # set: flush, commit and exit (SIGTERM sets it)
         self.last_record = clock()
         self.records = self.objects = self.bytes = self.dead_letters = self.commits = 0
         self.unlanded = 0  # the group's lag when this writer exited
