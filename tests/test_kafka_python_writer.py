@@ -225,11 +225,6 @@ def fed_writer(stack_env: dict[str, str], topic: str, total: int) -> tuple[subpr
 
 
 @pytest.mark.faults
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (docs/lake-writer.md): kafka-python 3.0.12 can keep a fetch pending after the "
-    "zombie rejoins, and records are left pending at the idle exit (1 of the last ~12 runs); nothing is lost",
-)
 def test_zombie_writer_sigstopped_past_its_session_and_resumed(stack_env, new_topic):
     """Two kafka-python writers share a topic fed at 2,000 events/s; one is SIGSTOPped (with batches
     gathered and in flight) for longer than its session timeout, so the group gives its partitions to
@@ -280,13 +275,6 @@ def test_zombie_writer_sigstopped_past_its_session_and_resumed(stack_env, new_to
 
 
 @pytest.mark.faults
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, 4 of about 25 runs: after the rejoin kafka-python 3.0.12 keeps a fetch request to "
-    "the broker pending (its debug log says 'Skipping fetch ... because there is a pending fetch request' "
-    "for 7 s), so some partitions are not read again before the writer's idle exit; nothing is lost (the "
-    "records wait in Kafka, the writer says how many, the group's offsets stay below them)",
-)
 def test_a_lone_writer_paused_past_its_session_gets_its_partitions_back_and_goes_on(stack_env, new_topic):
     """The only kafka-python writer of a group, SIGSTOPped until the group has dropped it (its session
     expired), then resumed. It rejoins as a new member and the group gives it its partitions back: it

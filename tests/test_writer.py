@@ -231,15 +231,8 @@ def test_another_group_cannot_reland_into_the_same_prefix(stack_env, new_topic):
     check_exactly_once(stack_env, topic, 500)
 
 
-KAFKA_PYTHON_STALL = pytest.mark.xfail(
-    strict=False,
-    reason="known defect (docs/lake-writer.md): kafka-python 3.0.12 can keep a fetch pending after its "
-    "member rejoins, and some partitions are not read again in time; nothing is lost",
-)
-
-
 @pytest.mark.faults
-@pytest.mark.parametrize("client", ["confluent", pytest.param("kafka-python", marks=KAFKA_PYTHON_STALL)])
+@CLIENTS
 def test_lake_down_for_20_seconds_mid_run(client):
     """S3 stopped mid-run: nothing is committed while it is down (checked while 10,000 more records
     arrive, ~10 s), the writer keeps its place in the group; everything lands after."""
