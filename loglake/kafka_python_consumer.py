@@ -151,9 +151,9 @@ def _unpark_resumed(consumer: Any) -> None:
     the writer paused it (backpressure) are parked, and handed back after its resume only while the
     fetcher's in-line slot is None. But a drained batch stays in that slot (falsy, not None), so the
     parked records can wait forever, and a partition with parked records is not fetched either: it is
-    not read again until another partition happens to be paused with records in hand. Seen as partitions
-    left unread after a rejoin, with the group's lag stuck (the lone, zombie and lake-outage tests,
-    about 1 run in 5). Emptying the slot when it holds a drained batch and records are parked lets
+    not read again until another partition happens to be paused with records in hand. Seen mostly
+    after a rejoin, when the re-read fills batches fast and pauses follow: partitions left unread and
+    the group's lag stuck (the lone, zombie and lake-outage tests, about 1 run in 5). Emptying the slot when it holds a drained batch and records are parked lets
     kafka-python's own hand-back run; the attributes are looked up with care, and a kafka-python
     without them is left alone."""
     fetcher = getattr(consumer, "_fetcher", None)
