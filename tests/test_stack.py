@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 
@@ -22,6 +23,14 @@ def test_ports_follow_the_offset_and_compose_defaults():
     assert cfg.s3_port == 9100 and cfg.zookeeper_port == 2281
     assert cfg.bootstrap_servers == "127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194"
     assert StackConfig().bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_kraft_cluster_ids_never_start_with_a_dash():
+    # kafka-storage takes `-t -xyz...` for an option; one random id in 64 started with `-` before
+    ids = [StackConfig().cluster_id for _ in range(5_000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert {len(i) for i in ids} == {22} and len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)
 
 
 def test_three_brokers_replicate_three_ways_with_two_in_sync(tmp_path):

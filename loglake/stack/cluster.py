@@ -21,6 +21,17 @@ from loglake import defaults
 SCRAM_USER = "loglake"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, 22 characters, as `kafka-storage
+    random-uuid` makes them, and like Kafka's, never one that starts with `-`: `kafka-storage format
+    -t -xyz...` takes it for an option ("argument --cluster-id/-t: expected one argument"), which
+    failed one KRaft stack in 64 at random (a CI run on 2026-12-03)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        if not found.startswith("-"):
+            return found
+
+
 @dataclass
 class StackConfig:
     name: str = "default"
@@ -29,9 +40,7 @@ class StackConfig:
     port_offset: int = 0
     secure: bool = False
     partitions: int = defaults.TOPIC_PARTITIONS
-    cluster_id: str = field(
-        default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
-    )
+    cluster_id: str = field(default_factory=new_cluster_id)
     scram_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     @property
