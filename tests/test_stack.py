@@ -195,7 +195,11 @@ def test_three_brokers_keep_accepting_acks_all_writes_when_one_dies():
             )
         assert producer.flush(90) == 0
         assert failures == []
-        assert KafkaProbe(bootstrap).in_topic(topic) == 300  # the topic's own count, not the client's
+        # the topic's own count, not the client's; a fresh client's metadata may lag the leader moves
+        # of the kill for a moment ("Unknown partition"): asked again then
+        probe = KafkaProbe(bootstrap)
+        wait_until(lambda: probe.in_topic(topic), 30, "the topic's count of the 300 acknowledged records",
+                   ok=lambda n: n == 300, retry_on=kafka_errors())  # fmt: skip
         stack("start", "kafka-2", name="zk3")
         admin = AdminClient({"bootstrap.servers": bootstrap})
         wait_until(
