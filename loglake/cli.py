@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import logging
 import sys
 import threading
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(verbose=s.verbose)
         give_large_buffers_back()
         writer = build_writer(s, stop)
+        # What is loaded by now (boto3's models, the clients) lives as long as the process: out of
+        # the collector's sight, full collections no longer walk it (-0.4 to -1 CPU-s per million)
+        gc.freeze()
         started = time.monotonic()
         try:
             code = writer.run()
