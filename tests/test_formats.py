@@ -3,6 +3,7 @@ the rows they cannot hold (kept whole in `_raw`), compression inside the file, a
 
 from __future__ import annotations
 
+import gzip
 import io
 
 import orjson
@@ -242,3 +243,30 @@ def test_columns_that_grow_row_by_row_are_delta_encoded_the_rest_dictionary_enco
         assert "DELTA_BINARY_PACKED" in encodings[name], name
     assert "RLE_DICTIONARY" in encodings["event_type"] and "RLE_DICTIONARY" in encodings["user_id"]
     assert set(encodings) == set(columnar.DELTA_COLUMNS) | set(columnar.DICTIONARY_COLUMNS)
+
+
+@pytest.mark.parametrize("name", ["jsonl", "json"])
+def test_json_objects_are_the_stored_lines_joined_whatever_fills_the_scratch_buffer(name, monkeypatch):
+    """Stored lines go through a small reusable buffer, compressed part by part; parts are cut at any
+    record, and a run of records larger than the buffer goes around it. The object is the same bytes."""
+    values = fake_values(40)
+    big = orjson.loads(values[5])
+    big["query"] = "x" * 9000  # larger than the buffer on its own
+    values[5] = orjson.dumps(big)
+    values[6] = orjson.dumps(orjson.loads(values[6]), option=orjson.OPT_INDENT_2)  # line breaks
+    values[7] = b"{ " + values[7][1:]  # not `{"` first
+    records = folder_of(values)
+    envelope = formats.envelope_prefix("log-data", 1)
+    lines = [
+        formats.stored_line(envelope, o, t, records.value(i))
+        for i, (o, t) in enumerate(zip(records.offsets, records.timestamps, strict=True))
+    ]
+    want = b"\n".join(lines) + b"\n" if name == "jsonl" else b"[" + b",\n".join(lines) + b"]\n"
+    for scratch, run in ((4 << 20, 256), (3000, 3), (2500, 1), (9100, 7)):
+        monkeypatch.setattr(formats, "SCRATCH_BYTES", scratch)
+        monkeypatch.setattr(formats, "RUN", run)
+        for compression in ("none", "gzip"):
+            recipe = Recipe(format=name, compression=compression)
+            body = recipe.codec.encode("log-data", 1, records, recipe)
+            assert (gzip.decompress(body.data) if compression == "gzip" else body.data) == want
+            assert list(recipe.codec.decode(body.data)) == expected(records)
