@@ -61,16 +61,21 @@ def build_writer(s: WriterSettings, stop: threading.Event | None = None) -> Writ
 
 def give_large_buffers_back() -> None:
     """Have glibc serve large allocations (a batch's buffer, an object's body) from their own mappings,
-    returned to the system when freed. By default glibc raises that threshold after the first large
-    free, and the heap then keeps what landed batches held: peak RSS of a 1M-event run fell from
-    306-331 MiB to 227-236 MiB with it, at the same speed (docs/performance.md). Elsewhere: nothing."""
+    returned to the system when freed, and reuse what is smaller. By default glibc raises that
+    threshold after the first large free, and the heap then keeps what landed batches held: peak RSS
+    of a 1M-event run fell from 306-331 MiB to 227-236 MiB with a fixed threshold. At 128 KiB, though,
+    the 1 MiB pieces boto3 reads a body in (to checksum and sign it) were fresh mappings too, a page
+    fault per 4 KiB; from 2 MiB on, and with up to 4 MiB kept free at the top of a heap, they reuse
+    the same memory: 465k -> 290k page faults, -0.5 to -1 CPU-s per million events, peak RSS
+    +10-15 MiB (docs/performance.md). Elsewhere than glibc: nothing."""
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return
-    m_mmap_threshold = -3
-    mallopt(m_mmap_threshold, 128 * 1024)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 2 * 1024 * 1024)
+    mallopt(m_trim_threshold, 4 * 1024 * 1024)
 
 
 def main(argv: list[str] | None = None) -> int:
