@@ -274,7 +274,7 @@ def _rows_with_null(records: FolderRecords, lo: int, hi: int) -> tuple[set[int],
         start = match.start()
         row = bisect_right(ends, start, lo, hi) - lo  # value i ends at ends[i], exclusive
         rows.add(row)
-        if not data.endswith(_NULLABLE_KEYS, begin, start):
+        if not any(start - len(k) >= begin and data[start - len(k) : start] == k for k in _NULLABLE_KEYS):
             others.add(row)
     return rows, others
 

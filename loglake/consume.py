@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 
 from loglake import layout
-from loglake.batch import Batch, FlushPolicy, rejected_from
+from loglake.batch import Batch, Buffers, FlushPolicy, rejected_from
 from loglake.errors import LoglakeError
 from loglake.events import Rejection, validate, validate_quickly
 from loglake.kafka import SourceConsumer
@@ -112,6 +112,8 @@ class Writer:
         self.sleep = sleep
         self.jitter = jitter
         self.parts: dict[int, PartitionState] = {}
+        # a batch stops growing once it holds batch_bytes, give or take a poll's records
+        self.buffers = Buffers(s.batch_bytes + 8 * 1024 * 1024)
         self.ever_assigned = False
         self.draining = False
         self.stop = stop or threading.Event()  # set: flush, commit and exit (SIGTERM sets it)
@@ -262,6 +264,8 @@ class Writer:
         if messages:
             self._route(messages)
             self.last_record = now
+        elif self.buffers.kept and all(state.idle for state in self.parts.values()):
+            self.buffers.clear()  # nothing gathered or landing: an idle writer holds no batch memory
         for state in list(self.parts.values()):
             flight = state.flight
             if flight is not None and flight.future is not None and flight.future.done():
@@ -358,8 +362,11 @@ class Writer:
                 records.offsets.append(offset)
                 records.timestamps.append(m.timestamp()[1])
                 records.event_ms.append(event_ms)
-                records.data += value
-                records.ends.append(len(records.data))
+                try:
+                    records.data.write(value)
+                except ValueError:  # its buffer is full: a larger one
+                    records.grow(len(value)).write(value)
+                records.ends.append(records.data.tell())
                 batch.records += 1
                 batch.size += len(value)
                 batch.next = offset + 1
@@ -393,7 +400,7 @@ class Writer:
             if offset < follow.end:
                 self._reposition(state, follow.end, None)
                 return None
-        state.batch = Batch(self.s.topic, state.partition, offset, created=self.clock())
+        state.batch = Batch(self.s.topic, state.partition, offset, created=self.clock(), buffers=self.buffers)
         return state.batch
 
     def _seal(self, state: PartitionState) -> None:
@@ -452,6 +459,7 @@ class Writer:
             self.objects += outcome.objects
             self.bytes += outcome.stored_bytes
             self.metrics.flushed(outcome.objects, outcome.stored_bytes, self.clock() - flight.batch.created)
+            self.buffers.give(flight.batch)
             self._commit(state, outcome.claim.end)
         else:
             assert isinstance(outcome, Reposition)

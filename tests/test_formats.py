@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loglake import batch as batch_module
 from loglake import columnar, events, formats
-from loglake.batch import FolderRecords
+from loglake.batch import Batch, Buffers, FolderRecords
 from loglake.events import validate
 from loglake.fake import FakeLogs
 from loglake.formats import Recipe
@@ -270,3 +271,32 @@ def test_json_objects_are_the_stored_lines_joined_whatever_fills_the_scratch_buf
             body = recipe.codec.encode("log-data", 1, records, recipe)
             assert (gzip.decompress(body.data) if compression == "gzip" else body.data) == want
             assert list(recipe.codec.decode(body.data)) == expected(records)
+
+
+def test_a_folder_whose_buffer_is_full_moves_to_a_larger_one(monkeypatch):
+    monkeypatch.setattr(batch_module, "BUFFER_BYTES", 1500)  # two or three events
+    values = fake_values(50)
+    records = folder_of(values)
+    assert len(records.data) >= sum(map(len, values)) > 1500
+    assert [records.value(i) for i in range(len(records))] == values
+    recipe = Recipe()
+    assert roundtrip(recipe, records) == expected(records)
+
+
+def test_a_landed_batchs_buffers_are_written_again_and_at_most_keep_wait():
+    pool = Buffers(size=1 << 16, keep=1)
+    first = Batch("t", 0, 0, buffers=pool)
+    first.folder("a", 0).append(0, 1, 1, b'{"x":1}')
+    first.folder("b", 1).append(1, 1, 1, b'{"x":2}')
+    buffers = {id(records.data) for records in first.folders.values()}
+    pool.give(first)
+    assert first.folders == {} and pool.kept == 1  # one of the two is kept, the other freed
+    second = Batch("t", 0, 2, buffers=pool)
+    again = second.folder("a", 2)
+    assert id(again.data) in buffers and again.data.tell() == 0
+    again.append(2, 1, 1, b'{"y":3}')
+    assert again.value(0) == b'{"y":3}'
+    again.grow(1 << 17)  # a grown buffer is not the pool's size: freed, not kept
+    pool.give(second)
+    assert pool.kept == 0
+    pool.clear()
