@@ -123,10 +123,11 @@ def write_stored_lines(
         begin = stops[0]
         offsets, stamps, stops = offsets[1:], stamps[1:], stops[1:]
     if data.find(b"\n", begin, run_end) < 0 and data.find(b"\r", begin, run_end) < 0:
-        template = separator + envelope + b'%d,"timestamp":%d},%b'
+        head = separator + envelope + b'%d,"timestamp":%d},'
         for o, t, end in zip(offsets, stamps, stops, strict=True):
             if data[begin] == 123 and data[begin + 1] == 34:  # {"
-                write(template % (o, t, view[begin + 1 : end]))
+                write(head % (o, t))
+                write(view[begin + 1 : end])
             else:
                 write(separator + stored_line(envelope, o, t, bytes(view[begin:end])))
             begin = end
