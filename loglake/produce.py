@@ -141,6 +141,8 @@ def produce(
         linger_ms=settings.linger_ms,
         batch_bytes=settings.batch_bytes,
         delivery_timeout=settings.delivery_timeout,
+        # a report per acknowledged record only to write down its event id (1-2 CPU-s per million)
+        report_successes=keep_acked_ids or bool(settings.acked_ids_file),
     )
     headers = record_headers(settings.producer_id or default_producer_id())
     report = DeliveryReport(requested=settings.count, topic=settings.topic)
@@ -164,6 +166,8 @@ def produce(
                 report.stopped_by = "stop"
             report.in_flight = producer.flush(settings.delivery_timeout)
             report.elapsed = monotonic() - started
+            if not producer.reports_successes:  # each record sent was acknowledged, failed or is in flight
+                report.acked = report.sent - report.failed - report.in_flight
     finally:
         producer.close()
     return report
@@ -204,6 +208,8 @@ def _send_loop(
         producer.poll(0)
         if not settings.quiet and now >= next_progress:
             then, sent_then = last_progress
+            if not producer.reports_successes:
+                report.acked = report.sent - report.failed - producer.in_flight()
             log.info(
                 "sent=%d acked=%d failed=%d rate=%.0f events/s",
                 report.sent,
