@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from loglake import events
-from loglake.fake import FakeLogs, SimClock
+from loglake.fake import FakeLogs, SimClock, event_ids
 from loglake.produce import DeliveryReport, build_parser, chunk_size, settings_from_args
 
 START = events.parse_event_time("2026-03-01T10:00:00Z")
@@ -66,6 +66,21 @@ def test_every_event_has_the_schema(sample: list[dict]) -> None:
         assert re.fullmatch(r"[0-9a-f]{16}", event["request_id"])
         assert re.fullmatch(r"[0-9a-f]{32}", event["trace_id"])
         assert event["latency_ms"] > 0
+
+
+def test_event_ids_built_column_by_column_are_the_uuid4_of_their_random_digits() -> None:
+    import random
+
+    rng = random.Random(3)
+    for n in (1, 2, 7, 1000):
+        digits = rng.randbytes(32 * n).hex()
+        built = event_ids(digits.encode(), n)
+        assert len(built) == 36 * n
+        for i in range(n):
+            h = digits[64 * i : 64 * i + 32]
+            # the 16 random bytes, with the version and variant bits a v4 UUID must have
+            want = uuid.UUID(bytes=bytes.fromhex(h), version=4)
+            assert built[36 * i : 36 * i + 36] == str(want)
 
 
 def test_event_ids_are_unique_uuid4(sample: list[dict]) -> None:
