@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         give_large_buffers_back()
         writer = build_writer(s, stop)
         # What is loaded by now (boto3's models, the clients) lives as long as the process: out of
-        # the collector's sight, full collections no longer walk it (-0.4 to -1 CPU-s per million)
+        # the collector's sight, full collections no longer walk it (about -1 CPU-s per million)
         gc.freeze()
         started = time.monotonic()
         try:
