@@ -397,8 +397,10 @@ class KafkaPythonProducer:
             raise kafka_python_failure(settings, last, exc) from None
         self._send = self._producer.send
         self.reports_successes = True  # kafka-python has no such option: its futures say each outcome
-        self._sent = 0  # written by the sending thread only
-        self._settled = 0  # written by kafka-python's sender thread only (where callbacks run)
+        # for in_flight(): callbacks run on kafka-python's sender thread (or at once, on the sending
+        # thread, for a send that failed before it was queued); the figure is for progress lines
+        self._sent = 0
+        self._settled = 0
 
     def in_flight(self) -> int:
         return self._sent - self._settled
