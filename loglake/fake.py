@@ -314,6 +314,8 @@ class FakeLogs:
         self._transitions = {state: weighted_table(w) for state, w in TRANSITIONS.items()}
         self._status = {state: weighted_table(w) for state, w in STATUS.items()}
         self._latency = {s: lognormal_table(median, sigma) for s, (median, sigma) in LATENCY.items()}
+        # results of a search: lognormal, median e**3 (about 20), drawn from a table like the latencies
+        self._search_results = tuple(int(v) for v in lognormal_table(math.exp(3.0), 1.2))
         self._hosts = {
             s: tuple(hosts[i % len(hosts)] for i in range(256)) for s, hosts in self.pools.hosts.items()
         }
@@ -371,14 +373,10 @@ class FakeLogs:
     def _new_session(self) -> Session:
         rng = self._rng
         user = self._users[self._user_table[rng.getrandbits(16)]]
-        session_id = f"s{rng.getrandbits(64):016x}"
-        return Session(
-            user=user,
-            session_id=session_id,
-            trace_prefix=f"{rng.getrandbits(64):016x}",
-            json_tail=b',"user_id":"%s","session_id":"%s"%s'
-            % (user.key, session_id.encode(), user.json_tail),
-        )
+        digits = f"{rng.getrandbits(128):032x}"  # the session id's, then the trace prefix's
+        session_id = "s" + digits[:16]
+        tail = b',"user_id":"%s","session_id":"%s"%s' % (user.key, session_id.encode(), user.json_tail)
+        return Session(user, session_id, digits[16:], tail)
 
     # ---- events
 
@@ -408,6 +406,7 @@ class FakeLogs:
         transitions = self._transitions
         status_tables = self._status
         latency_tables = self._latency
+        search_results = self._search_results
         host_tables = self._hosts
         external_referrers = pools.external_referrers
         millis = _MILLIS
@@ -462,7 +461,7 @@ class FakeLogs:
                 query = pools.search_terms[bits(14)]
                 service, method, path = "search", "GET", "/search?q=" + query.replace(" ", "+")
                 size = 30_000
-                extra = {"query": query, "results": int(rng.lognormvariate(3.0, 1.2))}
+                extra = {"query": query, "results": search_results[bits(14)]}
             elif kind == "add_to_cart":
                 product_id, _path, price, _size = products[product_table[bits(14)]]
                 quantity = 1 if rand() < 0.8 else 2 + bits(2)
