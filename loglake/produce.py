@@ -70,6 +70,10 @@ class DeliveryReport:
         complete = self.stopped_by is not None or self.requested is None or self.sent == self.requested
         return self.failed == 0 and self.in_flight == 0 and self.acked == self.sent and complete
 
+    def count_acked(self, in_flight: int) -> None:
+        """When the client reports failures only: each record sent was acknowledged, failed or is in flight."""
+        self.acked = self.sent - self.failed - in_flight
+
     def summary(self) -> str:
         stopped = f" stopped_by={self.stopped_by}" if self.stopped_by else ""
         return (
@@ -166,8 +170,8 @@ def produce(
                 report.stopped_by = "stop"
             report.in_flight = producer.flush(settings.delivery_timeout)
             report.elapsed = monotonic() - started
-            if not producer.reports_successes:  # each record sent was acknowledged, failed or is in flight
-                report.acked = report.sent - report.failed - report.in_flight
+            if not producer.reports_successes:
+                report.count_acked(report.in_flight)
     finally:
         producer.close()
     return report
@@ -209,7 +213,7 @@ def _send_loop(
         if not settings.quiet and now >= next_progress:
             then, sent_then = last_progress
             if not producer.reports_successes:
-                report.acked = report.sent - report.failed - producer.in_flight()
+                report.count_acked(producer.in_flight())
             log.info(
                 "sent=%d acked=%d failed=%d rate=%.0f events/s",
                 report.sent,
