@@ -9,7 +9,7 @@ import pytest
 
 from loglake import formats, layout
 from loglake.batch import Batch, FlushPolicy, Rejected
-from loglake.events import Rejection, validate
+from loglake.events import Rejection, validate, validate_quickly
 from loglake.formats import Recipe, envelope_prefix, stored_line
 from loglake.ledger import Claim, claim_of, object_metadata
 
@@ -182,6 +182,20 @@ def test_validate_fast_path_agrees_with_the_full_parse():
         with pytest.raises(Rejection) as caught:
             validate(GOOD.replace(b"04.123Z", bad_millis), 1000)
         assert caught.value.kind == "bad-event-time"
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [".123Z", ".000Z", ".999Z", ".12Z", ".1234Z", ".123z", ".123+00:00", ".123Z ", ",123Z", ".12aZ", "Z", ""],
+)
+def test_validate_quickly_takes_only_canonical_times_and_agrees_with_validate(rest):
+    validate(GOOD, 1000)  # caches the second 2026-11-24T21:03:04
+    value = GOOD.replace(b".123Z", rest.encode())
+    quick = validate_quickly(value, 1000)
+    if len(rest) == 5 and rest[0] == "." and rest[1:4].isdigit() and rest[4] == "Z":
+        assert quick == validate(value, 1000) == ("2026-11-24", "21", 1795554184000 + int(rest[1:4]))
+    else:
+        assert quick is None  # the full check decides (it takes some of these, in other ways)
 
 
 @pytest.mark.parametrize(
