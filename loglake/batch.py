@@ -144,8 +144,6 @@ class Batch:
     next: int = -1
     folders: dict[str, FolderRecords] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
-    records: int = 0  # stored records (not rejected)
-    size: int = 0  # bytes of stored values
     created: float = field(default_factory=time.monotonic)
     buffers: Buffers | None = None  # where its folders' buffers come from (None: their own)
 
@@ -162,9 +160,17 @@ class Batch:
 
     def add(self, folder: str, offset: int, timestamp: int, value: bytes, event_ms: int) -> None:
         self.folder(folder, offset).append(offset, timestamp, event_ms, value)
-        self.records += 1
-        self.size += len(value)
         self.next = offset + 1
+
+    @property
+    def records(self) -> int:
+        """Stored records (not rejected): counted from the folders, not per record as they come."""
+        return sum(len(records.offsets) for records in self.folders.values())
+
+    @property
+    def size(self) -> int:
+        """Bytes of stored values (each folder's buffer is written up to its position)."""
+        return sum(records.data.tell() for records in self.folders.values())
 
     def reject(self, rejected: Rejected) -> None:
         self.rejected.append(rejected)

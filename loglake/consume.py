@@ -325,6 +325,7 @@ class Writer:
         last_p = -1
         records = None  # the FolderRecords the record before went to, and what decided it
         last_date = last_hour = ""
+        add_offset = add_stamp = add_ms = add_end = data = None  # `records`' arrays and buffer
         for m in messages:
             p = m.partition()
             if p != last_p:
@@ -359,16 +360,17 @@ class Writer:
                 if records is None or date is not last_date or hour is not last_hour:
                     records = batch.folder(layout.lake_partition(recipe.layout, date, hour, p), offset)
                     last_date, last_hour = date, hour
-                records.offsets.append(offset)
-                records.timestamps.append(m.timestamp()[1])
-                records.event_ms.append(event_ms)
+                    add_offset, add_stamp = records.offsets.append, records.timestamps.append
+                    add_ms, add_end, data = records.event_ms.append, records.ends.append, records.data
+                add_offset(offset)
+                add_stamp(m.timestamp()[1])
+                add_ms(event_ms)
                 try:
-                    records.data.write(value)
+                    data.write(value)
                 except ValueError:  # its buffer is full: a larger one
-                    records.grow(len(value)).write(value)
-                records.ends.append(records.data.tell())
-                batch.records += 1
-                batch.size += len(value)
+                    data = records.grow(len(value))
+                    data.write(value)
+                add_end(data.tell())
                 batch.next = offset + 1
             state.position = offset + 1
             if follow is not None and offset + 1 >= follow.end:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_not
 from typing import Any, Protocol
 
 from loglake.errors import ConfigError, KafkaUnavailable
@@ -551,8 +553,9 @@ class ConfluentConsumer:
     """
 
     def __init__(self, settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> None:
-        from confluent_kafka import Consumer, KafkaException
+        from confluent_kafka import Consumer, KafkaException, Message
 
+        self._error_of = Message.error
         self._settings = settings
         self._topic = topic
         self._start_from = start_from
@@ -639,8 +642,8 @@ class ConfluentConsumer:
     # -- the loop ----------------------------------------------------------------------------------
     def poll(self, max_records: int, timeout: float) -> list[Any]:
         messages = self._consumer.consume(max_records, timeout)
-        if not messages or all(m.error() is None for m in messages):
-            return messages
+        if not any(map(is_not, map(self._error_of, messages), repeat(None))):
+            return messages  # none is an error: the common case, checked without a Python loop
         kept = []
         for m in messages:
             error = m.error()
