@@ -148,6 +148,7 @@ class Child:
         self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.started = time.monotonic()
+        self.started_at = time.time()  # wall clock, to place the lines it logs
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._out, stderr=self._err, text=True)
         self.usage: Usage | None = None
         self._rss = PeakRss(self.proc.pid)

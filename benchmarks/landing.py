@@ -40,6 +40,7 @@ class Landed:
     usage: Usage  # of the whole process, until it exited
     stdout: str
     stderr: str
+    started_at: float  # the sink's start, wall clock (time.time())
 
 
 def land(
@@ -69,7 +70,7 @@ def land(
         raise SystemExit(f"{name} failed ({usage.returncode}): {err.strip()[-800:]}")
     if done_at is None:
         raise SystemExit(f"{name} exited with its commits short of the {events:,} events")
-    return Landed(done_at - child.started, usage, out, err)
+    return Landed(done_at - child.started, usage, out, err, child.started_at)
 
 
 @dataclass

@@ -6,6 +6,8 @@
    the idle timer) lands them: the time from its start until the group's committed offsets cover
    all N (so everything is in the lake and committed), in events/s and MB/s of event JSON; the
    writer's CPU seconds (user + system, all its threads) per million events and its peak RSS (wait4);
+   and, from its progress lines (every 0.25 s), where the time went: start-up until the first
+   records, the rate it reads at while landing, and the tail from the last record until all is in;
 3. Kafka's own kafka-consumer-perf-test from the same jars reads the same topic, same N, with a
    fresh group, in the same run (its JVM's CPU and peak RSS too);
 4. python -m loglake verify on the result, by metadata and with --deep, timed (the figures only
@@ -38,6 +40,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +76,7 @@ def ours(o: Options, prefix: str, figures: dict[str, float]) -> str:
         "--prefix",
         prefix,
     ]
-    argv += ["--quiet", "--exit-when-idle", "3", *o.writer_args]
+    argv += ["--progress-every", str(PROGRESS_EVERY), "--exit-when-idle", "3", *o.writer_args]
     landed = land("the writer", argv, o.bootstrap, o.topic, group, o.events)
     objects = int(re.search(r"objects=(\d+)", landed.stdout).group(1))
     figures.update(
@@ -82,7 +85,37 @@ def ours(o: Options, prefix: str, figures: dict[str, float]) -> str:
         ours_peak_rss_mib=landed.usage.peak_rss_mib,
         objects=objects,
     )
+    figures.update(timeline(progress_points(landed.stderr, landed.started_at), o.events, landed.seconds))
     return group
+
+
+PROGRESS_EVERY = 0.25  # seconds between the writer's progress lines: the run's timeline comes from them
+_PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO loglake\.consume: records=(\d+) ", re.M)
+
+
+def progress_points(stderr: str, started_at: float) -> list[tuple[float, int]]:
+    """(seconds since the writer's start, records read by then) from its progress lines (its log's
+    times are local wall-clock times to the millisecond)."""
+    points = []
+    for stamp, records in _PROGRESS.findall(stderr):
+        moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        points.append((moment - started_at, int(records)))
+    return points
+
+
+def timeline(points: list[tuple[float, int]], events: int, landed_s: float) -> dict[str, float]:
+    """Where a run's time went: until the first records were read (start-up: imports, clients,
+    joining the group), the rate of reading between the first and the last progress line that
+    saw part of the topic (the steady state, while landing), and the tail from the last record
+    (estimated at that rate) until everything was landed and committed. Empty when too few lines
+    fell inside the run to tell (a small --events)."""
+    reading = [(t, r) for t, r in points if 0 < r < events]
+    if len(reading) < 2 or reading[-1][1] == reading[0][1]:
+        return {}
+    (t0, r0), (t1, r1) = reading[0], reading[-1]
+    steady = (r1 - r0) / (t1 - t0)
+    last_record = t1 + (events - r1) / steady
+    return {"ours_startup_s": t0, "ours_steady_eps": steady, "ours_tail_s": landed_s - last_record}
 
 
 def verify_seconds(topic: str, prefix: str, group: str, *how: str) -> float:
@@ -154,6 +187,9 @@ FIGURES = [
     Figure("ours_mbps", "writer: MB/s of event JSON", ".1f"),
     Figure("ours_cpu_s_per_million", "writer: CPU-s per million events", ".1f"),
     Figure("ours_peak_rss_mib", "writer: peak RSS MiB"),
+    Figure("ours_startup_s", "writer: s until the first records were read", ".2f"),
+    Figure("ours_steady_eps", "writer: events/s read while landing (steady)"),
+    Figure("ours_tail_s", "writer: s from the last record to all committed", ".2f"),
     Figure("objects", "writer: objects"),
     Figure("lake_bytes_per_event", "writer: bytes per event in the lake", ".1f"),
     Figure("kafka_eps", "kafka-consumer-perf-test: records/s read"),
@@ -204,6 +240,12 @@ def one_run(o: Options, figures: dict[str, float], number: int) -> None:
         f"{figures['lake_bytes_per_event']:.1f} bytes per event in the lake; peak RSS "
         f"{figures['ours_peak_rss_mib']:.0f} MiB"
     )
+    if "ours_steady_eps" in figures:
+        say(
+            f"writer timeline: the first records read {figures['ours_startup_s']:.2f} s after its start; "
+            f"{figures['ours_steady_eps']:,.0f} events/s read while landing; everything landed and committed "
+            f"{figures['ours_tail_s']:.2f} s after the last record (--idle-flush 1 holds a partial batch a second)"
+        )
     say(
         f"kafka-consumer-perf-test: {figures['kafka_eps']:,.0f} records/s, {figures['kafka_mbps']:.1f} MB/s, "
         f"{figures['kafka_cpu_s_per_million']:.1f} CPU-s per million (JVM start included), peak RSS "
