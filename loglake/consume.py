@@ -27,15 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
-import orjson
-
-from loglake import layout
+from loglake import layout, owner
 from loglake.batch import Batch, Buffers, FlushPolicy, rejected_from
 from loglake.errors import LoglakeError
 from loglake.events import Rejection, validate, validate_quickly
-from loglake.kafka import SourceConsumer
-from loglake.lake import Body, LakeRetriable, ObjectStore, check_conditional_writes
-from loglake.ledger import Claim, Ledger, claim_of
+from loglake.health import LakeHealth
+from loglake.kafka import EARLIEST, LATEST, SourceConsumer
+from loglake.lake import LakeRetriable, ObjectStore, check_conditional_writes
+from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
 from loglake.partition import (
     RETRIABLE,
@@ -43,17 +42,21 @@ from loglake.partition import (
     Flight,
     Landed,
     Landing,
+    Lost,
     PartitionState,
     Reposition,
     backoff,
     land,
 )
+from loglake.resume import Resume, resume_point
 from loglake.settings import WriterSettings
 
 log = logging.getLogger(__name__)
 
 START_PATIENCE = 60.0  # seconds a lake may fail at start-up when --max-retry-time is 0 (forever)
 REVOKE_GRACE = 10.0  # seconds a revoked partition may take to land what it gathered
+RESOLVE_WAIT = 5.0  # seconds an assignment waits for the lake to say where partitions resume
+TOPIC_CHECK_EVERY = 30.0  # seconds between checks that the topic is still the one the lake holds
 POLL_RECORDS = 2_000  # per consume(): fewer message objects alive at once, and no slower
 
 
@@ -104,10 +107,11 @@ class Writer:
         self.consumer = consumer
         self.store = store
         self.dead = dead
-        self.ledger = Ledger(store, s.prefix, s.topic)
-        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group)
+        self.ledger = Ledger(store, s.prefix, s.topic)  # its key generation is known after start()
+        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group, self.recipe)
         self.workers = workers or ThreadWorkers()
         self.metrics = metrics or WriterMetrics(0)
+        self.health = LakeHealth(store, clock)
         self.clock = clock
         self.sleep = sleep
         self.jitter = jitter
@@ -117,10 +121,14 @@ class Writer:
         self.ever_assigned = False
         self.draining = False
         self.stop = stop or threading.Event()  # set: flush, commit and exit (SIGTERM sets it)
+        self.failure: LoglakeError | None = None  # found inside a callback, raised by the loop
+        self.topic_id = ""
+        self.lake_has_claims = False  # any partition of the topic claimed: new partitions start earliest
         self.last_record = clock()
-        self.records = self.objects = self.bytes = self.dead_letters = self.commits = 0
+        self.records = self.objects = self.bytes = self.dead_letters = self.commits = self.lost_offsets = 0
         self.unlanded = 0  # the group's lag when this writer exited
         self._next_progress = clock()
+        self._next_topic_check = clock() + TOPIC_CHECK_EVERY
         # an idle writer about to exit flushes first, not later
         self._idle_flush = min(s.idle_flush, s.exit_when_idle or s.idle_flush)
 
@@ -129,41 +137,39 @@ class Writer:
         partitions = self.consumer.check_topic()
         self._patiently(lambda: self.store.ensure_bucket(self.s.create_bucket))
         self._patiently(lambda: check_conditional_writes(self.store, layout.topic_prefix(self.s.prefix, "")))
-        self._patiently(self._claim_prefix)
+        where = f"s3://{self.s.lake.bucket}/{layout.topic_prefix(self.s.prefix, self.s.topic)}"
+        cluster = self.consumer.cluster_id()
+        self._patiently(
+            lambda: owner.take_prefix(self.store, self.s.prefix, self.s.topic, self.s.group, cluster, where)
+        )
+        self.topic_id = self.consumer.topic_id()
+        generation = 1
+
+        def find_generation() -> None:
+            nonlocal generation
+            generation = owner.generation_for(
+                self.store, self.s.prefix, self.s.topic, self.topic_id, self.s.new_generation, where
+            )
+
+        self._patiently(find_generation)
+        self.ledger.generation = generation
+        self._patiently(self._look_for_claims)
         self.dead.prepare(partitions)
         self.consumer.subscribe(self)
         log.info(
-            "landing %s (%d partitions) into %s/%s as group %s, %s",
+            "landing %s (%d partitions) into %s/%s as group %s, %s%s",
             self.s.topic,
             partitions,
             self.store.where,
             layout.topic_prefix(self.s.prefix, self.s.topic),
             self.s.group,
             self.recipe,
+            f", key generation {generation}" if generation > 1 else "",
         )
 
-    def _claim_prefix(self) -> None:
-        """One consumer group of one Kafka cluster per prefix and topic, claimed with a conditional
-        write (two groups starting together cannot both take it): another group's batches, or the
-        same topic name in another cluster (other records at the same offsets), would store events
-        twice or take the place of others."""
-        key = layout.owner_key(self.s.prefix, self.s.topic)
-        cluster = self.consumer.cluster_id()
-        mine = orjson.dumps({"group": self.s.group, "topic": self.s.topic, "cluster": cluster})
-        if self.store.put_if_absent(key, Body(mine, "application/json")):
-            return
-        owner = orjson.loads(self.store.get(key) or b"{}")
-        where = f"s3://{self.s.lake.bucket}/{layout.topic_prefix(self.s.prefix, self.s.topic)}"
-        if owner.get("group") != self.s.group:
-            raise LoglakeError(
-                f"{where} is landed by group {owner.get('group')!r}; landing it again as {self.s.group!r} would "
-                f"store events twice: replay into another --prefix, or run with --group {owner.get('group')}"
-            )
-        if owner.get("cluster") and cluster and owner["cluster"] != cluster:
-            raise LoglakeError(
-                f"{where} holds {self.s.topic} of Kafka cluster {owner['cluster']}, and this is cluster {cluster}: "
-                "the same offsets hold other records there; land this cluster's topic into another --prefix"
-            )
+    def _look_for_claims(self) -> None:
+        claims = layout.bookkeeping(self.s.prefix, self.s.topic, self.ledger.generation) + "claims/"
+        self.lake_has_claims = next(iter(self.store.list(claims)), None) is not None
 
     def _patiently(self, step: Callable[[], None]) -> None:
         """A start-up step against the lake, retried on passing failures for --max-retry-time (or
@@ -188,21 +194,56 @@ class Writer:
                 if self.stop.wait(delay):
                     raise LoglakeError("stopped before the lake answered") from None
 
+    def _check_topic(self) -> None:
+        """The topic must still be the one whose offsets the lake holds (not deleted and created again
+        under its name while this writer ran): else stop, in one sentence."""
+        self._next_topic_check = self.clock() + TOPIC_CHECK_EVERY
+        now = self.consumer.topic_id()
+        if now and self.topic_id and now != self.topic_id and self.failure is None:
+            self.failure = LoglakeError(
+                f"topic {self.s.topic!r} was deleted and created again while this writer ran (topic id "
+                f"{self.topic_id}, now {now}): its offsets start over; what was landed before is in the "
+                "lake; start the writer again with --new-generation to land the new topic beside it under "
+                "new keys, or into another --prefix"
+            )
+
     # -- rebalance callbacks (called inside consumer.poll) -----------------------------------------
     def assigned(self, partitions: list[int]) -> None:
+        """New partitions: paused until the lake says where each resumes (resolve), then sought there."""
+        self.consumer.pause(partitions)
         try:
             committed = self.consumer.committed(partitions)
         except LoglakeError as exc:
-            log.warning("could not read the group's committed offsets (%s); checking the lake's claims", exc)
+            log.warning("could not read the group's committed offsets (%s); the lake's claims decide", exc)
             committed = {}
+        self._check_topic()
+        states = []
         for p in partitions:
             offset = committed.get(p, -1)
-            self.parts[p] = PartitionState(p, chain_checked=offset >= 0, committed=offset, landed=offset)
+            state = PartitionState(p, committed=offset, landed=offset, paused=True)
+            self.parts[p] = state
+            self._resolve(state)
+            states.append(state)
         self.ever_assigned = True
         self.last_record = self.clock()
-        if self.draining:
-            self._set_paused([self.parts[p] for p in partitions], True)
+        deadline = self.clock() + RESOLVE_WAIT
+        for state in states:
+            while state.resolving is not None and (left := deadline - self.clock()) > 0:
+                self.workers.wait([state.resolving], left)
+                if state.resolving.done():
+                    self._settle_resolve(state)
         log.info("assigned partitions %s (now %s)", partitions, sorted(self.parts))
+
+    def deleted(self, partition: int, position: int, kafka_from: int) -> None:
+        """The client found `position` out of range: Kafka now starts the partition at `kafka_from`
+        (retention deleted what came before), and it reads on from there."""
+        state = self.parts.get(partition)
+        if state is None or not state.resolved:
+            return  # not reading yet: the position the lake gives is sought (and checked) again
+        state.deleted_below = max(state.deleted_below, kafka_from)
+        log.debug(
+            "partition %d: offsets below %d are deleted (asked for %d)", partition, kafka_from, position
+        )
 
     def revoked(self, partitions: list[int]) -> None:
         deadline = self.clock() + REVOKE_GRACE
@@ -246,6 +287,56 @@ class Writer:
             if flight.future.done():
                 self._settle(state)
 
+    # -- where a partition resumes -------------------------------------------------------------------
+    def _resolve(self, state: PartitionState) -> None:
+        state.resolve_attempts += 1
+        state.resolving = self.workers.submit(resume_point, self.ledger, state.partition, state.committed)
+
+    def _settle_resolve(self, state: PartitionState) -> None:
+        future = state.resolving
+        assert future is not None and future.done()
+        state.resolving = None
+        try:
+            where: Resume = future.result()
+        except LakeRetriable as exc:
+            self.health.failed(exc)
+            state.resolve_at = self.clock() + backoff(state.resolve_attempts, self.jitter)
+            return
+        self.health.answered()
+        p = state.partition
+        state.resolved = True
+        state.follow = where.follow
+        state.position = where.position
+        if where.position is not None:
+            self.consumer.seek(p, where.position)
+            log.info("partition %d resumes at offset %d: %s", p, where.position, where.why)
+        elif self.lake_has_claims or self.s.start_from in ("committed", "earliest"):
+            if self.s.start_from not in ("committed", "earliest"):
+                log.info(
+                    "partition %d is new to the lake, which holds others of %s: reading it from its first "
+                    "offset (--start-from %s applies to a topic the lake has never seen)",
+                    p,
+                    self.s.topic,
+                    self.s.start_from,
+                )
+            self.consumer.seek(p, EARLIEST)
+        elif self.s.start_from == "latest":
+            self.consumer.seek(p, LATEST)
+        else:
+            assert isinstance(self.s.start_from, int)
+            self.consumer.seek(p, self.consumer.offset_for_time(p, self.s.start_from))
+        if not self.draining:
+            self._set_paused([state], False)
+
+    def _resolve_again(self) -> None:
+        """Partitions whose lake read failed ask again after their backoff; finished reads are taken."""
+        now = self.clock()
+        for state in list(self.parts.values()):
+            if state.resolving is not None and state.resolving.done():
+                self._settle_resolve(state)
+            elif not state.resolved and state.resolving is None and now >= state.resolve_at:
+                self._resolve(state)
+
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         self.start()
@@ -257,6 +348,8 @@ class Writer:
 
     def step(self) -> bool:
         """One turn of the loop; True when the writer is done (drained after a stop or idleness)."""
+        if self.failure is not None:
+            raise self.failure
         if self.stop.is_set() and not self.draining:
             self._drain("stopping")
         messages = self.consumer.poll(POLL_RECORDS, self._poll_timeout())
@@ -266,6 +359,7 @@ class Writer:
             self.last_record = now
         elif self.buffers.kept and all(state.idle for state in self.parts.values()):
             self.buffers.clear()  # nothing gathered or landing: an idle writer holds no batch memory
+        self._resolve_again()
         for state in list(self.parts.values()):
             flight = state.flight
             if flight is not None and flight.future is not None and flight.future.done():
@@ -274,7 +368,10 @@ class Writer:
             self._launch(state)
             if state.landed > state.committed and now >= state.commit_again_at:
                 self._commit(state, state.landed)
+        self._watch_lake()
         self._pressure()
+        if now >= self._next_topic_check:
+            self._check_topic()
         if self.draining:
             self._drop_unfinishable()
             return all(state.idle for state in self.parts.values())
@@ -285,6 +382,15 @@ class Writer:
             self._progress()
             self._next_progress = now + self.s.progress_every
         return False
+
+    def _watch_lake(self) -> None:
+        """While batches wait, ask the lake now and then whether it answers (loglake/health.py)."""
+        health = self.health
+        if health.probing is not None and health.probing.done():
+            health.settle_probe()
+        waiting = any(not state.idle and state.flight is None for state in self.parts.values())
+        if health.probe_due(waiting):
+            health.probing_now(self.workers.submit(self.store.probe))
 
     def _drop_unfinishable(self) -> None:
         """While draining: a batch that must reproduce a claim it has not read to the end cannot be
@@ -300,7 +406,7 @@ class Writer:
         return 0.2
 
     def _idle_for(self, now: float) -> float:
-        if any(not state.idle for state in self.parts.values()):
+        if any(not state.idle or not state.resolved for state in self.parts.values()):
             return 0.0
         return now - self.last_record
 
@@ -318,7 +424,8 @@ class Writer:
     def _route(self, messages: list[Any]) -> None:
         """Validate each record and add it to its partition's batch, or reject it (a dead letter to
         be). The hot loop (see docs/performance.md): the common record, a compact ASCII event of a
-        second seen before landing in the folder of the record before it, takes the short way."""
+        second seen before landing in the folder of the record before it, at the offset after the
+        record before it, takes the short way."""
         parts = self.parts
         quick = validate_quickly
         state: PartitionState | None = None
@@ -330,18 +437,22 @@ class Writer:
             p = m.partition()
             if p != last_p:
                 state, last_p, records = parts.get(p), p, None
+                if state is not None and not state.resolved:
+                    state = None  # fetched before the lake said where to read: sought again anyway
             if state is None:
                 continue  # fetched before its partition left this writer: the next owner reads it
             offset = m.offset()
             position = state.position
-            if position is not None and offset < position:
-                continue  # handled already (fetched before a seek)
-            batch = state.batch
-            if batch is None:
-                batch = self._open(state, offset)
+            if position is not None and offset != position:
+                if offset < position:
+                    continue  # handled already (fetched before a seek)
+                batch = self._before(state, offset)  # offsets between hold no record: account for them
                 records = None
+            else:
+                batch = state.batch
                 if batch is None:
-                    continue
+                    batch = self._open(state, offset)
+                    records = None
             follow = state.follow
             recipe = follow.recipe if follow is not None else self.recipe
             value = m.value()
@@ -379,31 +490,37 @@ class Writer:
         self.records += len(messages)
         self.metrics.records.inc(len(messages))
 
-    def _open(self, state: PartitionState, offset: int) -> Batch | None:
-        expected = state.position if state.position is not None else state.committed
-        if expected >= 0 and offset != expected:
-            # offsets were skipped (deleted by retention, say): claims may start anywhere in the gap,
-            # so the flight of this batch first finds where the partition's claims end
-            state.chain_checked = False
-        follow = state.follow
-        if follow is not None and offset != follow.start:
-            # the records a claim in the lake holds are no longer all in Kafka (retention): land
-            # nothing of it, say so, and carry on after it
-            log.error(
-                "partition %d: offsets %d..%d of claim %s are no longer in Kafka (it starts at %d now); "
-                "what of them is not in the lake is lost",
-                state.partition,
-                follow.start,
-                offset - 1,
-                self.ledger.key(state.partition, follow.start),
-                offset,
-            )
-            state.follow = None
-            if offset < follow.end:
-                self._reposition(state, follow.end, None)
-                return None
-        state.batch = Batch(self.s.topic, state.partition, offset, created=self.clock(), buffers=self.buffers)
+    def _open(self, state: PartitionState, start: int) -> Batch:
+        state.batch = Batch(self.s.topic, state.partition, start, created=self.clock(), buffers=self.buffers)
         return state.batch
+
+    def _before(self, state: PartitionState, offset: int) -> Batch:
+        """The batch that record `offset` goes into, when offsets before it hold no record: they are
+        accounted for in the batch (absent: markers, aborted or compacted records; lost: deleted by
+        retention before they were read). A claim being read again ends where it says, even if its
+        last offsets hold no record now."""
+        assert state.position is not None
+        batch = state.batch or self._open(state, state.position)
+        follow = state.follow
+        if follow is not None and offset >= follow.end:
+            batch.skip(follow.end, state.deleted_below)
+            self._seal(state)
+            batch = self._open(state, follow.end)
+        lost = len(batch.lost)
+        batch.skip(offset, state.deleted_below)
+        if len(batch.lost) > lost and state.follow is None:  # a claim read again: its flight decides
+            first, end = batch.lost[-1]
+            self._count_lost(
+                state.partition,
+                end - first,
+                f"offsets {first}..{end - 1} were deleted by Kafka's retention before they were landed",
+            )
+        return batch
+
+    def _count_lost(self, partition: int, offsets: int, what: str) -> None:
+        log.error("partition %d: %s: lost", partition, what)
+        self.lost_offsets += offsets
+        self.metrics.lost.labels(str(partition)).inc(offsets)
 
     def _seal(self, state: PartitionState) -> None:
         """A following batch reached its claim's end: set it aside until the flight slot is free."""
@@ -426,7 +543,7 @@ class Writer:
             claim, batch = state.sealed_claim, state.sealed
             state.sealed = state.sealed_claim = None
             assert claim is not None
-            state.flight = Flight(batch, claim, following=True, check_chain=False)
+            state.flight = Flight(batch, claim)
         else:
             batch = state.batch
             if batch is None or state.follow is not None:
@@ -435,8 +552,7 @@ class Writer:
             if not (final or self.draining or idle or self.policy.due(batch, now)):
                 return False
             state.batch = None
-            claim = claim_of(batch, self.recipe, self.s.prefix, self.s.group)
-            state.flight = Flight(batch, claim, following=False, check_chain=not state.chain_checked)
+            state.flight = Flight(batch, None)
         self._submit(state, state.flight)
         return True
 
@@ -451,18 +567,33 @@ class Writer:
         try:
             outcome = flight.future.result()
         except RETRIABLE as exc:
+            if isinstance(exc, LakeRetriable):
+                self.health.failed(exc)
             self._failed(state, flight, exc)
             return
         state.flight = None
-        state.chain_checked = True
-        if flight.failing_since:
-            log.info("the lake is back after %.1f s", self.clock() - flight.failing_since)
+        self.health.answered()
         if isinstance(outcome, Landed):
             self.objects += outcome.objects
             self.bytes += outcome.stored_bytes
             self.metrics.flushed(outcome.objects, outcome.stored_bytes, self.clock() - flight.batch.created)
             self.buffers.give(flight.batch)
+            self.lake_has_claims = True
             self._commit(state, outcome.claim.end)
+        elif isinstance(outcome, Lost):
+            claim, note = outcome.claim, outcome.note
+            gone = [e for e in claim.objects if e.key not in note.stored]
+            self._count_lost(
+                state.partition,
+                sum(e.records for e in gone) + claim.dead_letters,
+                f"Kafka deleted offsets {claim.start}..{note.kafka_from - 1} (retention) before the claim of "
+                f"offsets {claim.start}..{claim.end - 1} was landed; {len(claim.objects) - len(gone)} of its "
+                f"{len(claim.objects)} objects are in the lake, up to {sum(e.records for e in gone)} records "
+                f"and {claim.dead_letters} dead letters of the others are "
+                f"(noted in {self.ledger.key(state.partition, claim.start).replace('/claims/', '/lost/')})",
+            )
+            self.buffers.give(flight.batch)
+            self._commit(state, claim.end)
         else:
             assert isinstance(outcome, Reposition)
             log.info(
@@ -527,7 +658,7 @@ class Writer:
             full = state.batch is not None and self.policy.full(state.batch)
             if busy and full and not state.paused:
                 pause.append(state)
-            elif state.paused and not (busy and full):
+            elif state.paused and state.resolved and not (busy and full):
                 resume.append(state)
         self._set_paused(pause, True)
         self._set_paused(resume, False)
@@ -541,7 +672,12 @@ class Writer:
 
     # -- reporting ---------------------------------------------------------------------------------
     def _progress(self) -> None:
-        lags = self.consumer.lag(list(self.parts))
+        """The status line; `lag` is what the group has not committed: the partition's end minus the
+        committed offset, as README defines it (not what this writer has not read yet)."""
+        ends = self.consumer.ends(list(self.parts))
+        lags = {
+            p: max(0, end - max(self.parts[p].committed, 0)) for p, end in ends.items() if p in self.parts
+        }
         for p, lag in lags.items():
             self.metrics.lag.labels(str(p)).set(lag)
         if not self.s.quiet:

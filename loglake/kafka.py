@@ -140,7 +140,7 @@ def open_producer(settings: KafkaSettings, topic: str, tuning: ProducerTuning) -
     return ConfluentProducer(settings, topic, tuning)
 
 
-def _unreachable(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
+def unreachable(settings: KafkaSettings, detail: str) -> KafkaUnavailable:
     return KafkaUnavailable(
         f"no Kafka broker answered at {settings.describe()} within {settings.connect_timeout:g} s ({detail})"
     )
@@ -185,7 +185,7 @@ class ClientErrors:
             return _refused_credentials(settings, self.last.str())
         if code == KafkaError._SSL:
             return _failed_tls(settings, self.last.str())
-        return _unreachable(settings, detail)
+        return unreachable(settings, detail)
 
 
 def list_metadata(
@@ -343,7 +343,7 @@ def kafka_python_failure(settings: KafkaSettings, last: _LibraryErrors, exc: Exc
     # the broker answered (its version is known) and then hung up: SASL refused the login
     if settings.uses_sasl and last.first("broker_version=(") and last.first("socket disconnected"):
         return _refused_credentials(settings, "the broker closed the connection during login")
-    return _unreachable(settings, str(exc))
+    return unreachable(settings, str(exc))
 
 
 @contextmanager
@@ -468,6 +468,16 @@ class Rebalance(Protocol):
     def revoked(self, partitions: list[int]) -> None: ...
     def lost(self, partitions: list[int]) -> None: ...
 
+    def deleted(self, partition: int, position: int, kafka_from: int) -> None:
+        """`position` of `partition` is out of range: Kafka deleted what came before `kafka_from`
+        (retention); the consumer reads on from `kafka_from`."""
+        ...
+
+
+# `seek` positions besides offsets (Kafka's own values for them)
+EARLIEST = -2
+LATEST = -1
+
 
 class Record(Protocol):
     """A consumed record, as confluent_kafka.Message presents it (other clients are wrapped in it)."""
@@ -507,14 +517,24 @@ class SourceConsumer(Protocol):
         ...
 
     def seek(self, partition: int, offset: int) -> None:
-        """Read `partition` from `offset` on; records fetched before are not returned any more."""
+        """Read `partition` from `offset` (or EARLIEST, LATEST) on; records fetched before are not
+        returned any more."""
+        ...
+
+    def offset_for_time(self, partition: int, ms: int) -> int:
+        """The first offset of `partition` whose timestamp is at or after `ms` (LATEST: none yet)."""
+        ...
+
+    def topic_id(self) -> str:
+        """The topic's id as the cluster says now ("" if it gives none): a topic deleted and created
+        again under its name has another."""
         ...
 
     def pause(self, partitions: list[int]) -> None: ...
     def resume(self, partitions: list[int]) -> None: ...
 
-    def lag(self, partitions: list[int]) -> dict[int, int]:
-        """Records behind the end of each partition (cheap: from cached watermarks)."""
+    def ends(self, partitions: list[int]) -> dict[int, int]:
+        """The end (high watermark) of each partition, as last heard (cheap: no request)."""
         ...
 
     def group_lag(self) -> dict[int, int]:
@@ -537,20 +557,12 @@ COMMIT_REFUSED = {
 
 
 def open_consumer(settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> SourceConsumer:
-    if settings.client == "kafka-python":
-        from loglake.kafka_python_consumer import KafkaPythonConsumer
-
-        return KafkaPythonConsumer(settings, group, topic, start_from)
     return ConfluentConsumer(settings, group, topic, start_from)
 
 
 class ConfluentConsumer:
-    """The lake writer's consumer on confluent-kafka (librdkafka).
-
-    `start_from`: "committed" (resume; earliest when the group has no offset), "earliest",
-    "latest", or epoch milliseconds. Anything but "committed" only applies to partitions the
-    group has never committed: a committed offset always wins, so a restart never skips or re-lands.
-    """
+    """The lake writer's consumer on confluent-kafka (librdkafka). Where each assigned partition is
+    read from is the writer's choice (`seek`, after it read the lake's claims): partitions come paused."""
 
     def __init__(self, settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> None:
         from confluent_kafka import Consumer, KafkaException, Message
@@ -561,13 +573,19 @@ class ConfluentConsumer:
         self._start_from = start_from
         self._listener: Rebalance | None = None
         self._cluster_id = ""
+        self._admin: Any = None
+        self._paused: set[int] = set()
         self._errors = ClientErrors()
         config = confluent_config(settings) | {
             "group.id": group,
             "client.id": "loglake-writer",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": "latest" if start_from == "latest" else "earliest",
+            # a position Kafka no longer holds (retention) is reported, not silently moved: the writer
+            # names what was deleted before it was landed (`deleted`), then reads on from the start
+            "auto.offset.reset": "error",
+            # partitions added to the topic are seen within seconds (the default is 5 minutes)
+            "topic.metadata.refresh.interval.ms": 10000,
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after 10 s
             "max.poll.interval.ms": 300000,
@@ -617,30 +635,28 @@ class ConfluentConsumer:
         )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        if isinstance(self._start_from, int) and partitions:
-            self._assign_from_time(consumer, partitions)
+        from confluent_kafka import OFFSET_BEGINNING
+
+        # assigned at a placeholder and paused at once (by the listener): the writer seeks each one
+        # where the lake says, then resumes it
+        consumer.incremental_assign([self._tp(p.partition, OFFSET_BEGINNING) for p in partitions])
         assert self._listener is not None
         self._listener.assigned([p.partition for p in partitions])
 
-    def _assign_from_time(self, consumer: Any, partitions: list[Any]) -> None:
-        committed = consumer.committed(partitions, timeout=self._settings.connect_timeout)
-        fresh = [self._tp(p.partition, self._start_from) for p in committed if p.offset < 0]
-        positions = {p.partition: p for p in committed if p.offset >= 0}
-        if fresh:
-            for found in consumer.offsets_for_times(fresh, timeout=self._settings.connect_timeout):
-                positions[found.partition] = found  # offset -1 (past the end): starts at the end
-        consumer.incremental_assign(list(positions.values()))
-
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._paused.difference_update(p.partition for p in partitions)
         assert self._listener is not None
         self._listener.revoked([p.partition for p in partitions])
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._paused.difference_update(p.partition for p in partitions)
         assert self._listener is not None
         self._listener.lost([p.partition for p in partitions])
 
     # -- the loop ----------------------------------------------------------------------------------
     def poll(self, max_records: int, timeout: float) -> list[Any]:
+        from confluent_kafka import KafkaError
+
         messages = self._consumer.consume(max_records, timeout)
         if not any(map(is_not, map(self._error_of, messages), repeat(None))):
             return messages  # none is an error: the common case, checked without a Python loop
@@ -651,9 +667,31 @@ class ConfluentConsumer:
                 kept.append(m)
             elif error.fatal():
                 raise KafkaUnavailable(f"the Kafka consumer failed: {error.str()}")
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET and m.partition() is not None:
+                self._out_of_range(m.partition(), m.offset())
             else:
                 log.warning("Kafka: %s", error.str())
         return kept
+
+    def _out_of_range(self, partition: int, position: int) -> None:
+        """Kafka no longer holds `position`: read on from where it starts now, and say so."""
+        from confluent_kafka import KafkaException
+
+        try:
+            low, _high = self._consumer.get_watermark_offsets(
+                self._tp(partition), timeout=self._settings.connect_timeout
+            )
+        except KafkaException as exc:
+            log.warning(
+                "partition %d: offset %d is out of range, and the start is unknown: %s",
+                partition,
+                position,
+                exc,
+            )
+            return
+        assert self._listener is not None
+        self._listener.deleted(partition, position, low)
+        self.seek(partition, low)
 
     def commit(self, partition: int, next_offset: int) -> bool:
         from confluent_kafka import KafkaException
@@ -684,12 +722,21 @@ class ConfluentConsumer:
     def seek(self, partition: int, offset: int) -> None:
         from confluent_kafka import KafkaException
 
+        # EARLIEST and LATEST are librdkafka's OFFSET_BEGINNING and OFFSET_END
+        target = self._tp(partition, offset)
         try:
-            self._consumer.seek(self._tp(partition, offset))
+            self._consumer.seek(target)
+            return
         except KafkaException as exc:
-            # not fetching yet (assignment in progress): position the assignment itself
-            log.debug("seek partition %d to %d: %s; assigning at that offset", partition, offset, exc)
-            self._consumer.incremental_assign([self._tp(partition, offset)])
+            log.debug("seek partition %d to %d: %s; assigning it at that offset", partition, offset, exc)
+        try:  # not fetching yet (assignment in progress): position the assignment itself
+            self._consumer.incremental_assign([target])
+        except KafkaException:
+            # assigned, but stopped in an error state (its position was out of range): assign it again
+            self._consumer.incremental_unassign([self._tp(partition)])
+            self._consumer.incremental_assign([target])
+            if partition in self._paused:
+                self._set_paused([partition], pause=True)
 
     def pause(self, partitions: list[int]) -> None:
         self._set_paused(partitions, pause=True)
@@ -702,6 +749,7 @@ class ConfluentConsumer:
 
         if not partitions:
             return
+        (self._paused.update if pause else self._paused.difference_update)(partitions)
         try:
             (self._consumer.pause if pause else self._consumer.resume)([self._tp(p) for p in partitions])
         except KafkaException as exc:
@@ -715,22 +763,46 @@ class ConfluentConsumer:
                 [self._tp(p) for p in partitions], timeout=self._settings.connect_timeout
             )
         except KafkaException as exc:
-            raise _unreachable(self._settings, exc.args[0].str()) from None
+            raise unreachable(self._settings, exc.args[0].str()) from None
         return {tp.partition: tp.offset for tp in found}
 
-    def lag(self, partitions: list[int]) -> dict[int, int]:
+    def ends(self, partitions: list[int]) -> dict[int, int]:
         from confluent_kafka import KafkaException
 
-        lags = {}
+        found = {}
         for p in partitions:
             try:
                 _, high = self._consumer.get_watermark_offsets(self._tp(p), cached=True)
-                (position,) = self._consumer.position([self._tp(p)])
             except KafkaException:
                 continue
-            if high >= 0 and position.offset >= 0:
-                lags[p] = max(0, high - position.offset)
-        return lags
+            if high >= 0:
+                found[p] = high
+        return found
+
+    def offset_for_time(self, partition: int, ms: int) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            (found,) = self._consumer.offsets_for_times(
+                [self._tp(partition, ms)], timeout=self._settings.connect_timeout
+            )
+        except KafkaException as exc:
+            raise unreachable(self._settings, exc.args[0].str()) from None
+        return found.offset if found.offset >= 0 else LATEST
+
+    def topic_id(self) -> str:
+        from confluent_kafka import KafkaException, TopicCollection
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            self._admin = AdminClient(confluent_config(self._settings) | {"error_cb": self._errors})
+        future = self._admin.describe_topics(TopicCollection([self._topic]))[self._topic]
+        try:
+            described = future.result(timeout=self._settings.connect_timeout)
+        except KafkaException as exc:
+            log.debug("describe topic %s: %s", self._topic, exc)
+            return ""
+        return str(described.topic_id or "")
 
     def group_lag(self) -> dict[int, int]:
         from confluent_kafka import KafkaException

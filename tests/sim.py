@@ -23,6 +23,7 @@ import orjson
 from loglake import formats, layout
 from loglake.batch import Rejected
 from loglake.consume import Writer
+from loglake.kafka import EARLIEST, LATEST
 from loglake.lake import Body, LakeRetriable
 from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
@@ -90,7 +91,8 @@ class Clock:
 class Cluster:
     def __init__(self, partitions: int = 2, id: str = "sim-cluster") -> None:
         self.id = id
-        self.log: list[list[Rec]] = [[] for _ in range(partitions)]
+        self.topic_id = "sim-topic-1"
+        self.log: list[list[Rec | None]] = [[] for _ in range(partitions)]  # None: an offset with no record
         self.low: dict[int, int] = dict.fromkeys(range(partitions), 0)  # retention deleted what is below
         self.committed: dict[int, int] = {}
         self.owner: dict[int, ScriptedConsumer | None] = dict.fromkeys(range(partitions))
@@ -103,6 +105,26 @@ class Cluster:
             offset = len(records)
             bad = bad_every and offset % bad_every == bad_every - 1
             records.append(Rec(partition, offset, b"not json" if bad else good(partition, offset, hour)))
+
+    def add_partition(self) -> int:
+        """The topic grows by one partition (kafka-topics --alter --partitions)."""
+        p = len(self.log)
+        self.log.append([])
+        self.low[p] = 0
+        self.owner[p] = None
+        self.generation[p] = 0
+        return p
+
+    def recreate(self, topic_id: str) -> None:
+        """The topic is deleted and created again under its name: a new id, offsets from 0, no commits."""
+        self.topic_id = topic_id
+        self.log = [[] for _ in self.log]
+        self.low = dict.fromkeys(self.low, 0)
+        self.committed.clear()
+
+    def marker(self, partition: int, count: int = 1) -> None:
+        """Offsets that hold no record a consumer sees (transaction markers, aborted records)."""
+        self.log[partition].extend([None] * count)
 
     def give(self, consumer: ScriptedConsumer, partition: int) -> None:
         """The group hands `partition` to `consumer` (a rebalance); its old owner, if any, must have
@@ -174,9 +196,12 @@ class ScriptedConsumer:
             if position is None:
                 committed = self.cluster.committed.get(p, -1)
                 position = committed if committed >= 0 else 0
-            position = max(position, self.cluster.low[p])  # out of range: reset to the earliest
+            low = self.cluster.low[p]
+            if position < low:  # out of range: said (auto.offset.reset=error), then read from the start
+                self.listener.deleted(p, position, low)
+                position = low
             chunk = self.cluster.log[p][position : position + self.per_poll]
-            found.extend(chunk)
+            found.extend(r for r in chunk if r is not None)
             self.positions[p] = position + len(chunk)
         return found[:max_records]
 
@@ -215,17 +240,31 @@ class ScriptedConsumer:
         if partition in self.positions:
             old = self.positions[partition]
             if self.stale_after_seek and old is not None:
-                self._stale[partition] = self.cluster.log[partition][old : old + self.per_poll]
+                stale = self.cluster.log[partition][old : old + self.per_poll]
+                self._stale[partition] = [r for r in stale if r is not None]
+            if offset == EARLIEST:
+                offset = self.cluster.low[partition]
+            elif offset == LATEST:
+                offset = len(self.cluster.log[partition])
             self.positions[partition] = offset
+
+    def offset_for_time(self, partition: int, ms: int) -> int:
+        for r in self.cluster.log[partition]:
+            if r is not None and r._timestamp >= ms:
+                return r._offset
+        return LATEST
+
+    def topic_id(self) -> str:
+        return self.cluster.topic_id
+
+    def ends(self, partitions: list[int]) -> dict[int, int]:
+        return {p: len(self.cluster.log[p]) for p in partitions}
 
     def pause(self, partitions: list[int]) -> None:
         self.paused.update(partitions)
 
     def resume(self, partitions: list[int]) -> None:
         self.paused.difference_update(partitions)
-
-    def lag(self, partitions: list[int]) -> dict[int, int]:
-        return {p: len(self.cluster.log[p]) - (self.positions.get(p) or 0) for p in partitions}
 
     def group_lag(self) -> dict[int, int]:
         return {
@@ -248,7 +287,9 @@ class MemoryStore:
         self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.down = False
         self.objects_fail = False  # plain puts (objects) fail, conditional creates (claims) work
+        self.conflicts = 0  # conditional creates answered 409 (another create of the key under way)
         self.puts: list[str] = []
+        self.requests: Counter[str] = Counter()  # calls by method
 
     def _check(self) -> None:
         if self.down:
@@ -266,6 +307,9 @@ class MemoryStore:
 
     def put_if_absent(self, key: str, body: Body) -> bool:
         self._check()
+        if self.conflicts:
+            self.conflicts -= 1
+            raise LakeRetriable(f"a conditional write of {key} conflicted with another (409)")
         if key in self.objects:
             return False
         self._store(key, body)
@@ -273,21 +317,29 @@ class MemoryStore:
 
     def get(self, key: str) -> bytes | None:
         self._check()
+        self.requests["get"] += 1
         found = self.objects.get(key)
         return found[0] if found else None
 
     def head(self, key: str) -> dict[str, str] | None:
         self._check()
+        self.requests["head"] += 1
         found = self.objects.get(key)
         return found[1] if found else None
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        """In pages of 1,000 keys, as S3 lists (each page one request)."""
         self._check()
-        for key in sorted(self.objects):
-            if key.startswith(prefix) and key > start_after:
+        keys = [k for k in sorted(self.objects) if k.startswith(prefix) and k > start_after]
+        for i in range(0, max(len(keys), 1), 1000):
+            self.requests["list"] += 1
+            for key in keys[i : i + 1000]:
                 yield key, len(self.objects[key][0])
 
     def ensure_bucket(self, create: bool) -> None:
+        self._check()
+
+    def probe(self) -> None:
         self._check()
 
     def close(self) -> None:
@@ -415,6 +467,8 @@ class World:
         for p, records in enumerate(self.cluster.log):
             end = len(records) if upto is None else upto.get(p, 0)
             for offset in range(end):
+                if offset < len(records) and records[offset] is None:
+                    continue  # no record there: nothing to store
                 copies = lines[(p, offset)] + ((p, offset) in dead)
                 if copies != 1:
                     found.append(f"partition {p} offset {offset}: {copies} copies")
@@ -427,8 +481,8 @@ class World:
         committed = {p: max(0, o) for p, o in self.cluster.committed.items()}
         return self.problems(committed)
 
-    def claims(self, partition: int, prefix: str = "topics") -> list[Claim]:
-        return list(Ledger(self.store, prefix, TOPIC).all(partition))
+    def claims(self, partition: int, prefix: str = "topics", generation: int = 1) -> list[Claim]:
+        return list(Ledger(self.store, prefix, TOPIC, generation).all(partition))
 
 
 def dead_letter_value(document: bytes) -> bytes:

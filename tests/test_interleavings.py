@@ -256,18 +256,19 @@ def test_a_group_without_commits_starting_inside_a_landed_claim_resumes_after_th
 def test_records_fetched_before_a_seek_are_not_gathered_again():
     """The client may still hand out records it fetched before a seek: they are skipped."""
     w = World(partitions=1)
-    w.cluster.produce(0, 10)
+    w.cluster.produce(0, 20)
     a, ca, wa = w.writer(batch_records=10)
     w.cluster.give(ca, 0)
-    steps(a, 2)
-    wa.run_all()  # claim 0..9 landed, but A dies before it commits
-    w.cluster.produce(0, 10)
-    w.cluster.owner[0] = None
+    steps(a, 2)  # A gathered 0..9; its flight waits in its queue
+    w.cluster.expire(0)
+    ca.deaf = True  # A is a zombie now
     b, cb, wb = w.writer(batch_records=5)
     cb.stale_after_seek = True
     w.cluster.give(cb, 0)
-    steps(b, 1)  # 0..4 gathered
-    wb.run_all()  # its claim meets A's 0..9, landed: skip to 10
+    b.step()  # B: new to the lake, reads from the start, gathers 0..4, launches it
+    assert len(wb.queue) == 1
+    wa.run_all()  # the zombie's claim 0..9 lands first
+    wb.run_all()  # B's claim meets it, landed: skip to 10
     b.step()
     assert b.parts[0].position == 10
     b.step()  # the poll brings 5..9 (fetched before the seek) and then 10..14
@@ -291,16 +292,12 @@ def test_a_writer_about_to_exit_on_idle_first_lands_the_claim_it_must_read_again
     w.store.objects_fail = False
     w.cluster.owner[0] = None
     b, cb, wb = w.writer(batch_records=100, exit_when_idle=3, idle_flush=1)
+    cb.silent = True  # the re-read is slow
     w.cluster.give(cb, 0)
-    steps(b, 2)
-    w.clock.sleep(2)
-    b.step()  # idle: its batch 0..9 is flushed; it meets the claim
-    wb.run_all()
-    b.step()  # reposition: read 0..9 again, as the claim says
-    assert b.parts[0].follow is not None
-    cb.silent = True
+    b.step()  # assigned: the lake says to read 0..9 again, as the claim says
+    assert b.parts[0].follow is not None and b.parts[0].position == 0
     w.clock.sleep(5)
-    b.step()
+    assert not b.step()  # no records for 5 s, but a claim waits to be read: it does not exit
     cb.silent = False
     for _ in range(10):
         if b.step():
