@@ -15,6 +15,13 @@ The rules this loop keeps (the why is in loglake/ledger.py):
    polling, so the group does not evict it.
 4. A revoked partition lands what it can within a grace period, then is forgotten with any flight
    still going; a lost partition is forgotten at once. Abandoned flights cannot harm the next owner.
+5. An assigned partition reads nothing until the lake says where it resumes (loglake/resume.py).
+
+Why this module is longer than the others (about 500 lines): it is the one state machine of the loop
+thread. Its rebalance callbacks, flight outcomes and commits change the same per-partition state in
+an order exactly-once depends on, and reads best in one place. What can stand alone does: routing
+(route.py), landing a batch (partition.py), start-up checks (startup.py), where a partition resumes
+(resume.py), the lake's health (health.py), the worker threads (workers.py).
 """
 
 from __future__ import annotations
@@ -24,16 +31,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Protocol
 
 from loglake import layout, owner
-from loglake.batch import Batch, Buffers, FlushPolicy, rejected_from
+from loglake.batch import Buffers, FlushPolicy
 from loglake.errors import LoglakeError
-from loglake.events import Rejection, validate, validate_quickly
 from loglake.health import LakeHealth
-from loglake.kafka import EARLIEST, LATEST, SourceConsumer
-from loglake.lake import LakeRetriable, ObjectStore, check_conditional_writes
+from loglake.kafka import SourceConsumer
+from loglake.lake import LakeRetriable, ObjectStore
 from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
 from loglake.partition import (
@@ -48,43 +52,18 @@ from loglake.partition import (
     backoff,
     land,
 )
-from loglake.resume import Resume, resume_point
+from loglake.resume import Resume, resume_point, seek_to
+from loglake.route import Router
 from loglake.settings import WriterSettings
+from loglake.startup import open_lake
+from loglake.workers import ThreadWorkers, Workers
 
 log = logging.getLogger(__name__)
 
-START_PATIENCE = 60.0  # seconds a lake may fail at start-up when --max-retry-time is 0 (forever)
 REVOKE_GRACE = 10.0  # seconds a revoked partition may take to land what it gathered
 RESOLVE_WAIT = 5.0  # seconds an assignment waits for the lake to say where partitions resume
 TOPIC_CHECK_EVERY = 30.0  # seconds between checks that the topic is still the one the lake holds
 POLL_RECORDS = 2_000  # per consume(): fewer message objects alive at once, and no slower
-
-
-class Workers(Protocol):
-    """Where flights run: a thread pool here, a hand-driven queue in tests."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
-
-    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
-        """Return when one of `futures` is done or `timeout` seconds passed."""
-        ...
-
-    def shutdown(self) -> None: ...
-
-
-class ThreadWorkers:
-    def __init__(self, threads: int = 4) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flight")
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
-
-    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
-        wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
-
-    def shutdown(self) -> None:
-        # abandoned flights still finish (each S3 call is bounded by its timeouts); don't wait for them
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Writer:
@@ -125,7 +104,8 @@ class Writer:
         self.topic_id = ""
         self.lake_has_claims = False  # any partition of the topic claimed: new partitions start earliest
         self.last_record = clock()
-        self.records = self.objects = self.bytes = self.dead_letters = self.commits = self.lost_offsets = 0
+        self.router = Router(s.topic, self.recipe, self.parts, self.buffers, self.metrics, clock)
+        self.objects = self.bytes = self.commits = 0
         self.unlanded = 0  # the group's lag when this writer exited
         self._next_progress = clock()
         self._next_topic_check = clock() + TOPIC_CHECK_EVERY
@@ -135,25 +115,12 @@ class Writer:
     # -- start -------------------------------------------------------------------------------------
     def start(self) -> None:
         partitions = self.consumer.check_topic()
-        self._patiently(lambda: self.store.ensure_bucket(self.s.create_bucket))
-        self._patiently(lambda: check_conditional_writes(self.store, layout.topic_prefix(self.s.prefix, "")))
-        where = f"s3://{self.s.lake.bucket}/{layout.topic_prefix(self.s.prefix, self.s.topic)}"
-        cluster = self.consumer.cluster_id()
-        self._patiently(
-            lambda: owner.take_prefix(self.store, self.s.prefix, self.s.topic, self.s.group, cluster, where)
+        lake = open_lake(
+            self.s, self.consumer, self.store, self.stop, self.clock, lambda n: backoff(n, lambda: 1.0)
         )
-        self.topic_id = self.consumer.topic_id()
-        generation = 1
-
-        def find_generation() -> None:
-            nonlocal generation
-            generation = owner.generation_for(
-                self.store, self.s.prefix, self.s.topic, self.topic_id, self.s.new_generation, where
-            )
-
-        self._patiently(find_generation)
-        self.ledger.generation = generation
-        self._patiently(self._look_for_claims)
+        self.ledger.generation = lake.generation
+        self.topic_id = lake.topic_id
+        self.lake_has_claims = lake.has_claims
         self.dead.prepare(partitions)
         self.consumer.subscribe(self)
         log.info(
@@ -164,35 +131,21 @@ class Writer:
             layout.topic_prefix(self.s.prefix, self.s.topic),
             self.s.group,
             self.recipe,
-            f", key generation {generation}" if generation > 1 else "",
+            f", key generation {lake.generation}" if lake.generation > 1 else "",
         )
 
-    def _look_for_claims(self) -> None:
-        claims = layout.bookkeeping(self.s.prefix, self.s.topic, self.ledger.generation) + "claims/"
-        self.lake_has_claims = next(iter(self.store.list(claims)), None) is not None
+    # counts of what was routed (loglake/route.py)
+    @property
+    def records(self) -> int:
+        return self.router.records
 
-    def _patiently(self, step: Callable[[], None]) -> None:
-        """A start-up step against the lake, retried on passing failures for --max-retry-time (or
-        START_PATIENCE s when that is 0): a lake slow to come up is waited for, a wrong endpoint
-        still ends in one sentence."""
-        limit = self.s.max_retry_time or START_PATIENCE
-        first = self.clock()
-        attempts = 0
-        while True:
-            try:
-                step()
-                return
-            except LakeRetriable as exc:
-                waited = self.clock() - first
-                if waited >= limit:
-                    raise LoglakeError(
-                        f"the lake {self.store.where} did not answer for {waited:.0f} s: {exc}"
-                    ) from None
-                attempts += 1
-                delay = min(backoff(attempts, lambda: 1.0), limit - waited)
-                log.warning("the lake failed (%s); retrying in %.1f s", exc, delay)
-                if self.stop.wait(delay):
-                    raise LoglakeError("stopped before the lake answered") from None
+    @property
+    def dead_letters(self) -> int:
+        return self.router.dead_letters
+
+    @property
+    def lost_offsets(self) -> int:
+        return self.router.lost_offsets
 
     def _check_topic(self) -> None:
         """The topic must still be the one whose offsets the lake holds (not deleted and created again
@@ -200,12 +153,7 @@ class Writer:
         self._next_topic_check = self.clock() + TOPIC_CHECK_EVERY
         now = self.consumer.topic_id()
         if now and self.topic_id and now != self.topic_id and self.failure is None:
-            self.failure = LoglakeError(
-                f"topic {self.s.topic!r} was deleted and created again while this writer ran (topic id "
-                f"{self.topic_id}, now {now}): its offsets start over; what was landed before is in the "
-                "lake; start the writer again with --new-generation to land the new topic beside it under "
-                "new keys, or into another --prefix"
-            )
+            self.failure = owner.recreated_while_running(self.s.topic, self.topic_id, now)
 
     # -- rebalance callbacks (called inside consumer.poll) -----------------------------------------
     def assigned(self, partitions: list[int]) -> None:
@@ -303,28 +251,10 @@ class Writer:
             state.resolve_at = self.clock() + backoff(state.resolve_attempts, self.jitter)
             return
         self.health.answered()
-        p = state.partition
         state.resolved = True
         state.follow = where.follow
         state.position = where.position
-        if where.position is not None:
-            self.consumer.seek(p, where.position)
-            log.info("partition %d resumes at offset %d: %s", p, where.position, where.why)
-        elif self.lake_has_claims or self.s.start_from in ("committed", "earliest"):
-            if self.s.start_from not in ("committed", "earliest"):
-                log.info(
-                    "partition %d is new to the lake, which holds others of %s: reading it from its first "
-                    "offset (--start-from %s applies to a topic the lake has never seen)",
-                    p,
-                    self.s.topic,
-                    self.s.start_from,
-                )
-            self.consumer.seek(p, EARLIEST)
-        elif self.s.start_from == "latest":
-            self.consumer.seek(p, LATEST)
-        else:
-            assert isinstance(self.s.start_from, int)
-            self.consumer.seek(p, self.consumer.offset_for_time(p, self.s.start_from))
+        seek_to(where, self.consumer, state.partition, self.s.start_from, self.lake_has_claims, self.s.topic)
         if not self.draining:
             self._set_paused([state], False)
 
@@ -355,7 +285,7 @@ class Writer:
         messages = self.consumer.poll(POLL_RECORDS, self._poll_timeout())
         now = self.clock()
         if messages:
-            self._route(messages)
+            self.router.route(messages)
             self.last_record = now
         elif self.buffers.kept and all(state.idle for state in self.parts.values()):
             self.buffers.clear()  # nothing gathered or landing: an idle writer holds no batch memory
@@ -421,115 +351,6 @@ class Writer:
         self.draining = True
         self._set_paused(list(self.parts.values()), True)
 
-    def _route(self, messages: list[Any]) -> None:
-        """Validate each record and add it to its partition's batch, or reject it (a dead letter to
-        be). The hot loop (see docs/performance.md): the common record, a compact ASCII event of a
-        second seen before landing in the folder of the record before it, at the offset after the
-        record before it, takes the short way."""
-        parts = self.parts
-        quick = validate_quickly
-        state: PartitionState | None = None
-        last_p = -1
-        records = None  # the FolderRecords the record before went to, and what decided it
-        last_date = last_hour = ""
-        add_offset = add_stamp = add_ms = add_end = data = None  # `records`' arrays and buffer
-        for m in messages:
-            p = m.partition()
-            if p != last_p:
-                state, last_p, records = parts.get(p), p, None
-                if state is not None and not state.resolved:
-                    state = None  # fetched before the lake said where to read: sought again anyway
-            if state is None:
-                continue  # fetched before its partition left this writer: the next owner reads it
-            offset = m.offset()
-            position = state.position
-            if position is not None and offset != position:
-                if offset < position:
-                    continue  # handled already (fetched before a seek)
-                batch = self._before(state, offset)  # offsets between hold no record: account for them
-                records = None
-            else:
-                batch = state.batch
-                if batch is None:
-                    batch = self._open(state, offset)
-                    records = None
-            follow = state.follow
-            recipe = follow.recipe if follow is not None else self.recipe
-            value = m.value()
-            found = quick(value, recipe.max_record_bytes)
-            if found is None:
-                try:
-                    found = validate(value, recipe.max_record_bytes)
-                except Rejection as why:
-                    batch.reject(rejected_from(m, why.kind, str(why)))
-                    self.dead_letters += 1
-                    self.metrics.dead_letters.labels(why.kind).inc()
-                    found = None
-            if found is not None:
-                date, hour, event_ms = found
-                # the batch changes only through _open and _seal, which forget `records`
-                if records is None or date is not last_date or hour is not last_hour:
-                    records = batch.folder(layout.lake_partition(recipe.layout, date, hour, p), offset)
-                    last_date, last_hour = date, hour
-                    add_offset, add_stamp = records.offsets.append, records.timestamps.append
-                    add_ms, add_end, data = records.event_ms.append, records.ends.append, records.data
-                add_offset(offset)
-                add_stamp(m.timestamp()[1])
-                add_ms(event_ms)
-                try:
-                    data.write(value)
-                except ValueError:  # its buffer is full: a larger one
-                    data = records.grow(len(value))
-                    data.write(value)
-                add_end(data.tell())
-                batch.next = offset + 1
-            state.position = offset + 1
-            if follow is not None and offset + 1 >= follow.end:
-                self._seal(state)
-                records = None
-        self.records += len(messages)
-        self.metrics.records.inc(len(messages))
-
-    def _open(self, state: PartitionState, start: int) -> Batch:
-        state.batch = Batch(self.s.topic, state.partition, start, created=self.clock(), buffers=self.buffers)
-        return state.batch
-
-    def _before(self, state: PartitionState, offset: int) -> Batch:
-        """The batch that record `offset` goes into, when offsets before it hold no record: they are
-        accounted for in the batch (absent: markers, aborted or compacted records; lost: deleted by
-        retention before they were read). A claim being read again ends where it says, even if its
-        last offsets hold no record now."""
-        assert state.position is not None
-        batch = state.batch or self._open(state, state.position)
-        follow = state.follow
-        if follow is not None and offset >= follow.end:
-            batch.skip(follow.end, state.deleted_below)
-            self._seal(state)
-            batch = self._open(state, follow.end)
-        lost = len(batch.lost)
-        batch.skip(offset, state.deleted_below)
-        if len(batch.lost) > lost and state.follow is None:  # a claim read again: its flight decides
-            first, end = batch.lost[-1]
-            self._count_lost(
-                state.partition,
-                end - first,
-                f"offsets {first}..{end - 1} were deleted by Kafka's retention before they were landed",
-            )
-        return batch
-
-    def _count_lost(self, partition: int, offsets: int, what: str) -> None:
-        log.error("partition %d: %s: lost", partition, what)
-        self.lost_offsets += offsets
-        self.metrics.lost.labels(str(partition)).inc(offsets)
-
-    def _seal(self, state: PartitionState) -> None:
-        """A following batch reached its claim's end: set it aside until the flight slot is free."""
-        assert state.batch is not None and state.follow is not None and state.sealed is None
-        state.sealed = state.batch
-        state.sealed_claim = state.follow
-        state.batch = None
-        state.follow = None
-
     # -- flights -----------------------------------------------------------------------------------
     def _launch(self, state: PartitionState, final: bool = False) -> bool:
         """Start (or retry) the partition's flight when it is time; True if one is in the air."""
@@ -581,19 +402,9 @@ class Writer:
             self.lake_has_claims = True
             self._commit(state, outcome.claim.end)
         elif isinstance(outcome, Lost):
-            claim, note = outcome.claim, outcome.note
-            gone = [e for e in claim.objects if e.key not in note.stored]
-            self._count_lost(
-                state.partition,
-                sum(e.records for e in gone) + claim.dead_letters,
-                f"Kafka deleted offsets {claim.start}..{note.kafka_from - 1} (retention) before the claim of "
-                f"offsets {claim.start}..{claim.end - 1} was landed; {len(claim.objects) - len(gone)} of its "
-                f"{len(claim.objects)} objects are in the lake, up to {sum(e.records for e in gone)} records "
-                f"and {claim.dead_letters} dead letters of the others are "
-                f"(noted in {self.ledger.key(state.partition, claim.start).replace('/claims/', '/lost/')})",
-            )
+            self.router.count_lost(state.partition, outcome.offsets, outcome.sentence(self.ledger))
             self.buffers.give(flight.batch)
-            self._commit(state, claim.end)
+            self._commit(state, outcome.claim.end)
         else:
             assert isinstance(outcome, Reposition)
             log.info(

@@ -125,3 +125,11 @@ def current_generation(store: ObjectStore, prefix: str, topic: str, topic_id: st
         if not topic_id or not g.topic_id or g.topic_id == topic_id:
             return g
     return None
+
+
+def recreated_while_running(topic: str, was: str, now: str) -> LoglakeError:
+    return LoglakeError(
+        f"topic {topic!r} was deleted and created again while this writer ran (topic id {was}, now {now}): "
+        "its offsets start over; what was landed before is in the lake; start the writer again with "
+        "--new-generation to land the new topic beside it under new keys, or into another --prefix"
+    )

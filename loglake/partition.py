@@ -88,6 +88,22 @@ class Lost:
     claim: Claim
     note: LostClaim
 
+    @property
+    def offsets(self) -> int:
+        """Records and dead letters of the claim that are not in the lake (at most)."""
+        gone = [e for e in self.claim.objects if e.key not in self.note.stored]
+        return sum(e.records for e in gone) + self.claim.dead_letters
+
+    def sentence(self, ledger: Ledger) -> str:
+        claim, note = self.claim, self.note
+        kept = len(note.stored)
+        key = layout.lost_key(ledger.prefix, ledger.topic, claim.partition, claim.start, ledger.generation)
+        return (
+            f"Kafka deleted offsets {claim.start}..{note.kafka_from - 1} (retention) before the claim of offsets "
+            f"{claim.start}..{claim.end - 1} was landed: {kept} of its {len(claim.objects)} objects are in the "
+            f"lake, up to {self.offsets} records and dead letters of it are lost (noted in {key})"
+        )
+
 
 Outcome = Landed | Reposition | Lost
 

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from loglake import layout
+from loglake.kafka import EARLIEST, LATEST, SourceConsumer
 from loglake.ledger import Claim, Ledger
 
 log = logging.getLogger(__name__)
@@ -65,3 +66,32 @@ def after(ledger: Ledger, last: Claim) -> Resume:
     if noted is not None or (not last.dead_letters and ledger.landed(last)):
         return Resume(last.end, None, f"after the last claim ({last.start}..{last.end - 1}), landed")
     return Resume(last.start, last, f"at the last claim ({last.start}..{last.end - 1}), to land it")
+
+
+def seek_to(
+    where: Resume,
+    consumer: SourceConsumer,
+    partition: int,
+    start_from: str | int,
+    lake_has_claims: bool,
+    topic: str,
+) -> None:
+    """Position the consumer where `where` says (loop thread: the consumer is not thread-safe for this)."""
+    if where.position is not None:
+        consumer.seek(partition, where.position)
+        log.info("partition %d resumes at offset %d: %s", partition, where.position, where.why)
+    elif lake_has_claims or start_from in ("committed", "earliest"):
+        if start_from not in ("committed", "earliest"):
+            log.info(
+                "partition %d is new to the lake, which holds others of %s: reading it from its first offset "
+                "(--start-from %s applies to a topic the lake has never seen)",
+                partition,
+                topic,
+                start_from,
+            )
+        consumer.seek(partition, EARLIEST)
+    elif start_from == "latest":
+        consumer.seek(partition, LATEST)
+    else:
+        assert isinstance(start_from, int)
+        consumer.seek(partition, consumer.offset_for_time(partition, start_from))
