@@ -96,7 +96,11 @@ class Cluster:
         self.low: dict[int, int] = dict.fromkeys(range(partitions), 0)  # retention deleted what is below
         self.committed: dict[int, int] = {}
         self.owner: dict[int, ScriptedConsumer | None] = dict.fromkeys(range(partitions))
-        self.generation: dict[int, int] = dict.fromkeys(range(partitions), 0)
+        # The group, as Kafka's coordinator fences it: every rebalance starts a new generation; a commit
+        # is accepted from a member of the group in the current generation, for any partition (the
+        # coordinator does not check who owns it); a member whose session expired is out of the group.
+        self.group_generation = 0
+        self.members: set[ScriptedConsumer] = set()
         self.commit_history: list[tuple[str, int, int]] = []
 
     def produce(self, partition: int, count: int, bad_every: int = 0, hour: int = 0) -> None:
@@ -112,7 +116,6 @@ class Cluster:
         self.log.append([])
         self.low[p] = 0
         self.owner[p] = None
-        self.generation[p] = 0
         return p
 
     def recreate(self, topic_id: str) -> None:
@@ -131,25 +134,42 @@ class Cluster:
         let go first (revoke) or lost it (session expired)."""
         assert self.owner[partition] is None, f"partition {partition} is still owned"
         self.owner[partition] = consumer
-        self.generation[partition] += 1
-        consumer.events.append(("assigned", partition, self.generation[partition]))
+        self.members.add(consumer)
+        self.group_generation += 1
+        consumer.events.append(("assigned", partition, self.group_generation))
 
     def revoke(self, partition: int) -> None:
         """A cooperative rebalance takes `partition` from its owner: the owner's next poll runs its
         revoke callback, after which the partition is free."""
         owner = self.owner[partition]
         assert owner is not None
+        self.group_generation += 1
         owner.events.append(("revoked", partition, 0))
 
     def expire(self, partition: int) -> ScriptedConsumer:
-        """The owner's session expired (paused past the timeout: a zombie). The group moves on at
-        once; the zombie hears of it only at its next poll, or later."""
+        """The session of `partition`'s owner expired (paused past the timeout: a zombie): the group
+        drops the member and moves all its partitions on at once; the zombie hears of it only at its
+        next poll, or later, and its commits are refused until it has rejoined."""
         owner = self.owner[partition]
         assert owner is not None
-        self.owner[partition] = None
-        self.generation[partition] += 1
-        owner.pending_loss.append(partition)
+        self.leave(owner)
+        for p in self.owned_by(owner):
+            self.owner[p] = None
         return owner
+
+    def leave(self, consumer: ScriptedConsumer) -> list[int]:
+        """`consumer` is out of the group (session expired, or its process is gone): its partitions are
+        free, and it hears they were lost at its next poll."""
+        self.members.discard(consumer)
+        self.group_generation += 1
+        freed = self.owned_by(consumer)
+        for p in freed:
+            self.owner[p] = None
+            consumer.pending_loss.append(p)
+        return freed
+
+    def owned_by(self, consumer: ScriptedConsumer) -> list[int]:
+        return [p for p, o in self.owner.items() if o is consumer]
 
 
 class ScriptedConsumer:
@@ -164,7 +184,7 @@ class ScriptedConsumer:
         self.pending_loss: list[int] = []
         self.deaf = False  # a zombie that has not noticed yet (SIGSTOP): no callbacks delivered
         self.positions: dict[int, int | None] = {}
-        self.generations: dict[int, int] = {}
+        self.generation = -1  # the group generation this member last joined
         self.paused: set[int] = set()
         self.refuse_commits = False  # the group refuses commits for a while (a rebalance under way)
         self.silent = False  # polls return nothing (a slow fetch), rebalance callbacks still run
@@ -206,6 +226,10 @@ class ScriptedConsumer:
         return found[:max_records]
 
     def _deliver(self) -> None:
+        if self not in self.cluster.members and (self.pending_loss or self.events):
+            self.cluster.members.add(self)  # a member dropped by the group joins again when it polls
+        if self in self.cluster.members:
+            self.generation = self.cluster.group_generation
         for p in self.pending_loss:
             if p in self.positions:
                 del self.positions[p]
@@ -215,7 +239,6 @@ class ScriptedConsumer:
             kind, p, generation = self.events.popleft()
             if kind == "assigned":
                 self.positions[p] = None
-                self.generations[p] = generation
                 self.paused.discard(p)
                 self.listener.assigned([p])
             elif kind == "revoked" and p in self.positions:
@@ -228,8 +251,8 @@ class ScriptedConsumer:
 
     def commit(self, partition: int, next_offset: int) -> bool:
         c = self.cluster
-        if c.owner.get(partition) is not self or c.generation[partition] != self.generations.get(partition):
-            return False  # fenced, as Kafka fences a member of an old generation
+        if self not in c.members or self.generation != c.group_generation:
+            return False  # fenced, as Kafka fences a member out of the group or of an old generation
         if self.refuse_commits:
             return False
         c.committed[partition] = next_offset
