@@ -367,11 +367,57 @@ def test_dev_credentials_in_env_file_are_the_documented_defaults():
     assert values["LAKE_SECRET_ACCESS_KEY"] == defaults.S3_SECRET_ACCESS_KEY
 
 
-@pytest.mark.parametrize("field", ["FROM python:3.11-slim", "USER loglake", "COPY requirements.txt"])
-def test_dockerfile_is_slim_non_root_with_cached_requirements(field):
-    text = (REPO / "Dockerfile").read_text()
-    assert field in text
-    assert text.index("RUN pip install -r requirements.txt") < text.index("COPY loglake/")
+# ------------------------------------------------------------------------------ the app image
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+LOCK = REPO / "requirements-lock.txt"
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """{name: (version, hashes)} of requirements-lock.txt (pip-compile --generate-hashes)."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text()):
+        match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            entries[name] = (match.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return entries
+
+
+def test_the_image_base_is_pinned_by_digest():
+    [base] = re.findall(r"^FROM\s+(\S+)", DOCKERFILE, flags=re.M)
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base), f"FROM {base} floats"
+
+
+def test_every_requirement_is_in_the_lock_with_its_hashes():
+    entries = locked()
+    pins = [
+        line.split("#")[0].strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    assert len(pins) >= 5
+    for pin in pins:
+        name, version = pin.split("==")
+        name = re.sub(r"[-_.]+", "-", name).lower()
+        assert name in entries, f"{name} is not in requirements-lock.txt: refresh it (docs/development.md)"
+        assert entries[name][0] == version, (
+            f"{name}: {version} in requirements.txt, {entries[name][0]} locked"
+        )
+    for name, (version, hashes) in entries.items():
+        assert hashes, f"{name}=={version} has no hash"
+    # transitive dependencies are locked as well (boto3 needs botocore)
+    assert "botocore" in entries
+
+
+def test_the_image_installs_only_the_hash_locked_file():
+    assert "COPY requirements-lock.txt ." in DOCKERFILE
+    [install] = re.findall(r"^RUN pip install .*$", DOCKERFILE, flags=re.M)
+    assert "--require-hashes" in install and "-r requirements-lock.txt" in install
+    assert "requirements.txt" not in install.replace("requirements-lock.txt", "")
+    assert DOCKERFILE.index(install) < DOCKERFILE.index("COPY loglake/")  # a layer of its own, cached
+    assert "USER loglake" in DOCKERFILE
+    assert "requirements-lock.txt" not in (REPO / ".dockerignore").read_text()
 
 
 def test_check_compose_covers_every_profile():
