@@ -256,9 +256,29 @@ def settings_from_args(ns: argparse.Namespace) -> ProducerSettings:
     return values_of(ProducerSettings, ns)
 
 
+def check_bounded(s: ProducerSettings) -> None:
+    """An unpaced run without an end is refused unless asked for, and said at start when it is.
+
+    Refused rather than warned about: at full speed one producer writes gigabytes a minute into Kafka,
+    and a warning scrolls past while the disk fills. The flag that asks for it is one word, and the
+    refusal names it together with the bounds that are usually meant (--count, --duration).
+    """
+    if s.rate > 0 or s.count is not None or s.duration is not None:
+        return
+    if not s.until_stopped:
+        raise ConfigError(
+            "--rate 0 without --count or --duration sends as fast as possible and never stops, which fills "
+            "Kafka's disk within minutes: give --count N or --duration SECONDS, or --until-stopped to mean it"
+        )
+    log.warning(
+        "sending as fast as possible until stopped (--until-stopped): only Ctrl-C or SIGTERM ends this run"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     s = settings_from_args(build_parser().parse_args(argv))
     setup_logging(verbose=s.verbose, quiet=s.quiet)
+    check_bounded(s)
     stop = threading.Event()
     caught: dict[str, str] = {}
     with stop_on_signals(stop, lambda name: caught.__setitem__("signal", name)):

@@ -471,6 +471,13 @@ class ProducerSettings:
     duration: float | None = _send(
         None, "--duration", "seconds to keep sending, then stop", parse=positive_float, shown="no limit"
     )
+    until_stopped: bool = _send(
+        False,
+        "--until-stopped",
+        "with --rate 0 and neither --count nor --duration: send as fast as possible until stopped "
+        "(without it, such a run is refused: it fills Kafka's disk within minutes)",
+        switch=True,
+    )
     seed: int | None = _send(
         None,
         "--seed",
