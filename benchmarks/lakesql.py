@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from loglake import defaults, formats, layout  # noqa: E402
 from loglake.errors import LoglakeError, run_cli, setup_logging  # noqa: E402
+from loglake.flags import group, parser_for, values_of  # noqa: E402
 from loglake.lake import LakeRetriable, S3Store  # noqa: E402
-from loglake.settings import LakeSettings, group, parser_for, values_of  # noqa: E402
+from loglake.settings import LakeSettings  # noqa: E402
 
 _query = group("What to query")
 
