@@ -50,7 +50,7 @@ class LakeSqlSettings:
     lake: LakeSettings = LakeSettings()
     topic: str = _query(defaults.TOPIC, "--topic", "topic whose objects to query")
     prefix: str = _query("topics", "--prefix", "key prefix the writer used")
-    fmt: str = _query("jsonl", "--format", "which objects to query", choices=lambda: list(formats.FORMATS))
+    fmt: str = _query("jsonl", "--format", "which objects to query", choices=tuple(formats.FORMATS))
     show_view: bool = _query(False, "--show-view", "print the SQL of the view `events` first", switch=True)
 
 
