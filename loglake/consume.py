@@ -31,10 +31,11 @@ import orjson
 
 from loglake import layout
 from loglake.batch import Batch, Buffers, FlushPolicy, rejected_from
+from loglake.body import Body
 from loglake.errors import LoglakeError
 from loglake.events import Rejection, validate, validate_quickly
-from loglake.kafka import SourceConsumer
-from loglake.lake import Body, LakeRetriable, ObjectStore, check_conditional_writes
+from loglake.formats import recipe_of
+from loglake.lake import LakeRetriable, ObjectStore, check_conditional_writes
 from loglake.ledger import Claim, Ledger, claim_of
 from loglake.metrics import WriterMetrics
 from loglake.partition import (
@@ -49,6 +50,7 @@ from loglake.partition import (
     land,
 )
 from loglake.settings import WriterSettings
+from loglake.source import SourceConsumer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ class Writer:
         stop: threading.Event | None = None,
     ) -> None:
         self.s = s
-        self.recipe = s.recipe
+        self.recipe = recipe_of(s)
         self.policy = FlushPolicy(s.batch_records, s.batch_bytes, s.batch_age)
         self.consumer = consumer
         self.store = store

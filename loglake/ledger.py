@@ -40,9 +40,10 @@ import orjson
 
 from loglake import layout
 from loglake.batch import Batch
+from loglake.body import Body
 from loglake.events import format_event_time
 from loglake.formats import Recipe
-from loglake.lake import Body, ObjectStore
+from loglake.lake import ObjectStore
 
 CLAIM_VERSION = 1
 WRITER_ID = f"{socket.gethostname()}-{os.getpid()}"

@@ -32,8 +32,9 @@ import orjson
 
 from loglake import layout
 from loglake.batch import Batch, Rejected
+from loglake.body import Body
 from loglake.errors import LoglakeError
-from loglake.lake import Body, LakeRetriable, ObjectStore
+from loglake.lake import LakeRetriable, ObjectStore
 from loglake.ledger import Claim, Ledger, claim_of, object_metadata
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,10 @@ from loglake.errors import (
 )
 from loglake.events import event_id_of, record_headers
 from loglake.fake import FakeLogs, SimClock
-from loglake.kafka import LogProducer, ProducerTuning, open_producer
-from loglake.settings import Parser, ProducerSettings, parser_for, rfc3339_ms, values_of
+from loglake.flags import Parser, parser_for, rfc3339_ms, values_of
+from loglake.kafka.clients import open_producer
+from loglake.kafka.producer import LogProducer, ProducerTuning
+from loglake.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +147,13 @@ def produce(
         linger_ms=settings.linger_ms,
         batch_bytes=settings.batch_bytes,
         delivery_timeout=settings.delivery_timeout,
-        # a report per acknowledged record only to write down its event id (~1 CPU-s per million)
+        # a report per acknowledged record only to write down its event id: each costs CPU
         report_successes=keep_acked_ids or bool(settings.acked_ids_file),
     )
     headers = record_headers(settings.producer_id or default_producer_id())
     report = DeliveryReport(requested=settings.count, topic=settings.topic)
 
-    producer = producer or open_producer(settings.kafka, settings.topic, tuning)
+    producer = producer or open_producer(settings.kafka, settings.topic, tuning, settings.kafka_client)
     try:
         partitions = producer.check_topic(settings.topic)
         log.info(

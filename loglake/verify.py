@@ -44,10 +44,13 @@ import orjson
 from loglake import defaults, formats, layout
 from loglake.deadletter import source_of
 from loglake.errors import KafkaUnavailable, LoglakeError, run_cli, setup_logging
-from loglake.kafka import ClientErrors, confluent_config, list_metadata
+from loglake.flags import Parser, parser_for, values_of
+from loglake.kafka.admin import list_metadata
+from loglake.kafka.config import confluent_config
+from loglake.kafka.errors import ClientErrors
 from loglake.lake import ObjectStore, S3Store
 from loglake.ledger import Claim, Entry, Ledger, object_metadata
-from loglake.settings import KafkaSettings, LakeSettings, Parser, VerifySettings, parser_for, values_of
+from loglake.settings import KafkaSettings, LakeSettings, VerifySettings
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ import orjson
 
 from loglake import formats, layout
 from loglake.batch import Rejected
+from loglake.body import Body
 from loglake.consume import Writer
-from loglake.lake import Body, LakeRetriable
+from loglake.lake import LakeRetriable
 from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
 from loglake.partition import DeadLettersPending

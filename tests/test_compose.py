@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loglake import defaults, settings
+from loglake import defaults, flags, settings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -370,10 +370,10 @@ def test_versions_ports_names_match_the_native_stack():
 def test_app_variables_are_ones_the_scripts_read():
     """Every variable compose gives the apps is one a command of loglake reads (its settings declare
     them, loglake/settings.py); LOGLAKE_* ones must be read by that service's own command."""
-    read = {s.opt.env_name for cls in settings.COMMANDS.values() for s in settings.settings_of(cls)}
+    read = {s.opt.env_name for cls in settings.COMMANDS.values() for s in flags.settings_of(cls)}
     own = {"producer": settings.ProducerSettings, "writer": settings.WriterSettings}
     for app, cls in own.items():
-        mine = {s.opt.env_name for s in settings.settings_of(cls)}
+        mine = {s.opt.env_name for s in flags.settings_of(cls)}
         for name in SERVICES[app]["environment"]:
             assert name in read, f"{app}: {name} is read by no loglake command"
             assert not name.startswith("LOGLAKE_") or name in mine, f"{app}: its command reads no {name}"

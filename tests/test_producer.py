@@ -41,7 +41,7 @@ def test_n_events_produced_are_n_distinct_readable_events(
     are counted: the same records arrive, with their keys, timestamps and headers."""
     topic = new_topic(3, with_dlq=False)
     settings = settings_for(stack_env, topic, count=3000, producer_id="test-producer")
-    settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, client=client))
+    settings = dataclasses.replace(settings, kafka_client=client)
     report = produce(settings, keep_acked_ids=keep_ids)
     assert report.ok, report
     assert (report.sent, report.acked, report.failed) == (3000, 3000, 0)
