@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from loglake import defaults, formats, layout  # noqa: E402
 from loglake.errors import LoglakeError, run_cli, setup_logging  # noqa: E402
+from loglake.flags import group, parser_for, values_of  # noqa: E402
 from loglake.lake import LakeRetriable, S3Store  # noqa: E402
-from loglake.settings import LakeSettings, group, parser_for, values_of  # noqa: E402
+from loglake.settings import LakeSettings  # noqa: E402
 
 _query = group("What to query")
 
@@ -49,7 +50,7 @@ class LakeSqlSettings:
     lake: LakeSettings = LakeSettings()
     topic: str = _query(defaults.TOPIC, "--topic", "topic whose objects to query")
     prefix: str = _query("topics", "--prefix", "key prefix the writer used")
-    fmt: str = _query("jsonl", "--format", "which objects to query", choices=lambda: list(formats.FORMATS))
+    fmt: str = _query("jsonl", "--format", "which objects to query", choices=tuple(formats.FORMATS))
     show_view: bool = _query(False, "--show-view", "print the SQL of the view `events` first", switch=True)
 
 

@@ -35,8 +35,8 @@ from collections.abc import Callable
 from loglake import layout, owner
 from loglake.batch import Buffers, FlushPolicy
 from loglake.errors import LoglakeError
+from loglake.formats import recipe_of
 from loglake.health import LakeHealth
-from loglake.kafka import SourceConsumer
 from loglake.lake import LakeRetriable, ObjectStore
 from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
@@ -55,6 +55,7 @@ from loglake.partition import (
 from loglake.resume import Resume, resume_point, seek_to
 from loglake.route import Router
 from loglake.settings import WriterSettings
+from loglake.source import SourceConsumer
 from loglake.startup import open_lake
 from loglake.workers import ThreadWorkers, Workers
 
@@ -81,7 +82,7 @@ class Writer:
         stop: threading.Event | None = None,
     ) -> None:
         self.s = s
-        self.recipe = s.recipe
+        self.recipe = recipe_of(s)
         self.policy = FlushPolicy(s.batch_records, s.batch_bytes, s.batch_age)
         self.consumer = consumer
         self.store = store

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from loglake.body import Body
 from loglake.errors import LakeRetriable, LakeUnavailable
 from loglake.settings import LakeSettings
 
@@ -30,16 +30,6 @@ _FATAL_CODES = {
     "NoSuchBucket": "the bucket does not exist",
     "InvalidBucketName": "the bucket name is not valid",
 }
-
-
-@dataclass(frozen=True)
-class Body:
-    """What to store under one key."""
-
-    data: bytes
-    content_type: str = "application/octet-stream"
-    content_encoding: str = ""
-    metadata: tuple[tuple[str, str], ...] = ()
 
 
 class ObjectStore(Protocol):

@@ -49,12 +49,13 @@ import orjson
 
 from loglake import layout
 from loglake.batch import Batch
+from loglake.body import Body
 from loglake.errors import LakeRetriable
 from loglake.events import format_event_time
 from loglake.formats import Recipe
-from loglake.lake import Body, ObjectStore
+from loglake.lake import ObjectStore
 
-CLAIM_VERSION = 2  # 2: `first`, `absent`, `lost` and each object's `size`; version 1 claims read as before
+CLAIM_VERSION = 2  # 2: `absent`, `lost` and each object's `size`; version 1 claims read as before
 WRITER_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import orjson
 
 from loglake import layout
+from loglake.body import Body
 from loglake.errors import LoglakeError
-from loglake.lake import Body, ObjectStore
+from loglake.lake import ObjectStore
 
 log = logging.getLogger(__name__)
 

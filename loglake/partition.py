@@ -37,9 +37,10 @@ import orjson
 
 from loglake import layout
 from loglake.batch import Batch, FolderRecords, Rejected
+from loglake.body import Body
 from loglake.errors import LoglakeError
 from loglake.formats import Recipe
-from loglake.lake import Body, LakeRetriable, ObjectStore
+from loglake.lake import LakeRetriable, ObjectStore
 from loglake.ledger import Claim, Ledger, LostClaim, claim_of, object_metadata
 
 log = logging.getLogger(__name__)

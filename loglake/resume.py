@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 
 from loglake import layout
-from loglake.kafka import EARLIEST, LATEST, SourceConsumer
 from loglake.ledger import Claim, Ledger
+from loglake.source import EARLIEST, LATEST, SourceConsumer
 
 log = logging.getLogger(__name__)
 

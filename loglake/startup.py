@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from loglake import layout, owner
 from loglake.errors import LakeRetriable, LoglakeError
-from loglake.kafka import SourceConsumer
 from loglake.lake import ObjectStore, check_conditional_writes
 from loglake.settings import WriterSettings
+from loglake.source import SourceConsumer
 
 log = logging.getLogger("loglake.consume")
 

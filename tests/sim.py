@@ -22,13 +22,14 @@ import orjson
 
 from loglake import formats, layout
 from loglake.batch import Rejected
+from loglake.body import Body
 from loglake.consume import Writer
-from loglake.kafka import EARLIEST, LATEST
-from loglake.lake import Body, LakeRetriable
+from loglake.lake import LakeRetriable
 from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
 from loglake.partition import DeadLettersPending
 from loglake.settings import WriterSettings
+from loglake.source import EARLIEST, LATEST
 
 TOPIC = "t"
 
@@ -236,7 +237,7 @@ class ScriptedConsumer:
                 self.listener.lost([p])
         self.pending_loss.clear()
         while self.events:
-            kind, p, generation = self.events.popleft()
+            kind, p, _generation = self.events.popleft()
             if kind == "assigned":
                 self.positions[p] = None
                 self.paused.discard(p)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from loglake import layout
+from loglake.body import Body
 from loglake.errors import LoglakeError
-from loglake.lake import Body
 from tests.sim import TOPIC, World, dead_letter_value
 
 

@@ -41,7 +41,7 @@ def test_n_events_produced_are_n_distinct_readable_events(
     are counted: the same records arrive, with their keys, timestamps and headers."""
     topic = new_topic(3, with_dlq=False)
     settings = settings_for(stack_env, topic, count=3000, producer_id="test-producer")
-    settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, client=client))
+    settings = dataclasses.replace(settings, kafka_client=client)
     report = produce(settings, keep_acked_ids=keep_ids)
     assert report.ok, report
     assert (report.sent, report.acked, report.failed) == (3000, 3000, 0)
@@ -327,6 +327,42 @@ def test_bad_environment_value_is_one_sentence() -> None:
     )
     assert result.returncode != 0
     assert result.stderr.strip() == "error: environment variable LOGLAKE_RATE: 'fast' is not a number"
+
+
+def faking_data_unreachable(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """faking_data.py pointed at a port nobody listens on: what it does before and instead of sending."""
+    return subprocess.run(
+        [PYTHON, "faking_data.py", *args, "--connect-timeout", "2", "--bootstrap-servers", "127.0.0.1:1"],
+        cwd=REPO,
+        env=clean_env(env or {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_endless_unpaced_run_is_refused_unless_asked_for() -> None:
+    """`--rate 0` with no --count and no --duration would fill Kafka's disk within minutes: refused in
+    one sentence before anything connects (flag or environment), unless --until-stopped asks for it,
+    which the run then says in one line at start."""
+    for result in (
+        faking_data_unreachable("--rate", "0"),
+        faking_data_unreachable(env={"LOGLAKE_RATE": "0"}),
+    ):
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: --rate 0 without --count or --duration")
+        assert "--until-stopped" in result.stderr
+    for bound in (["--count", "5"], ["--duration", "5"], ["--until-stopped"]):
+        lines = faking_data_unreachable("--rate", "0", *bound).stderr.splitlines()
+        assert lines[-1].startswith("error: no Kafka broker answered"), lines
+        said = [line for line in lines if "until stopped" in line]
+        if bound == ["--until-stopped"]:
+            assert len(said) == 1 and " WARNING " in said[0] and "as fast as possible" in said[0], lines
+        else:
+            assert not said, lines
 
 
 @pytest.mark.stack

@@ -1,8 +1,6 @@
 """The lake writer on the real stack: exactly once with two writers, after SIGKILL, after SIGTERM,
 through a lake outage; dead letters for every kind of bad record; no commit when the lake fails; one
-sentence for what a user can get wrong. The tests that exercise the consumer (group, rebalances,
-commits, close, the dead-letter producer) run with both Kafka clients (`--kafka-client
-confluent|kafka-python`); what is particular to kafka-python is in tests/test_kafka_python_writer.py.
+sentence for what a user can get wrong.
 Each exactly-once check is verify plus the independent count of tests/oracles.py."""
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ from tests.waiting import KafkaProbe, Output, kafka_errors, records_to_end, wait
 
 pytestmark = pytest.mark.integration
 
-CLIENTS = pytest.mark.parametrize("client", ["confluent", "kafka-python"])
-
 
 def produce(env: dict[str, str], topic: str, count: int, rate: float = 0, seed: int | None = None) -> None:
     args = [PYTHON, "faking_data.py", "--topic", topic, "--count", str(count), "--rate", str(rate), "--quiet"]
@@ -35,9 +31,7 @@ def produce(env: dict[str, str], topic: str, count: int, rate: float = 0, seed: 
     assert result.returncode == 0, result.stderr
 
 
-def writer(
-    env: dict[str, str], topic: str, *extra: str, group: str | None = None, client: str = "confluent"
-) -> Output:
+def writer(env: dict[str, str], topic: str, *extra: str, group: str | None = None) -> Output:
     """receive_faking_data.py on `topic`, its output drained as it runs (tests/waiting.Output)."""
     args = [
         PYTHON,
@@ -48,8 +42,6 @@ def writer(
         group or f"g-{topic}",
         "--prefix",
         f"test-{topic}",
-        "--kafka-client",
-        client,
         *(extra if "--progress-every" in extra else ("--quiet", *extra)),
     ]
     process = subprocess.Popen(
@@ -75,14 +67,10 @@ def committed_total(env: dict[str, str], topic: str) -> int:
     )
 
 
-@CLIENTS
-def test_two_writers_land_100k_events_exactly_once(stack_env, new_topic, client):
+def test_two_writers_land_100k_events_exactly_once(stack_env, new_topic):
     topic = new_topic(3)
     produce(stack_env, topic, 100_000)
-    pair = [
-        writer(stack_env, topic, "--exit-when-idle", "8", "--batch-records", "7000", client=client)
-        for _ in range(2)
-    ]
+    pair = [writer(stack_env, topic, "--exit-when-idle", "8", "--batch-records", "7000") for _ in range(2)]
     for output in pair:
         code, out, err = output.finish(240)
         assert code == 0, err
@@ -104,8 +92,6 @@ def test_exit_when_idle_lands_everything_and_exits_zero(stack_env, new_topic):
 
 
 def test_writer_killed_mid_run_and_restarted_lands_exactly_once(stack_env, new_topic):
-    # confluent only: with kafka-python, a member gone without leaving the group is covered by
-    # tests/test_kafka_python_writer.py's zombie test (stopped past its session, then resumed)
     topic = new_topic(3)
     produce(stack_env, topic, 60_000)
     first = writer(stack_env, topic, "--batch-records", "3000")
@@ -126,8 +112,7 @@ def test_writer_killed_mid_run_and_restarted_lands_exactly_once(stack_env, new_t
     check_exactly_once(stack_env, topic, 60_000)
 
 
-@CLIENTS
-def test_sigterm_flushes_commits_and_exits_zero(stack_env, new_topic, client):
+def test_sigterm_flushes_commits_and_exits_zero(stack_env, new_topic):
     """The batch is far larger than the topic, the age and idle flush far away: only SIGTERM lands it."""
     topic = new_topic(3)
     produce(stack_env, topic, 5_000)
@@ -142,7 +127,6 @@ def test_sigterm_flushes_commits_and_exits_zero(stack_env, new_topic, client):
         "600",
         "--progress-every",
         "1",
-        client=client,
     )
     wait_until(
         lambda: output.last(r"records=5000 buffered=5000 .* commits=0"),
@@ -157,8 +141,7 @@ def test_sigterm_flushes_commits_and_exits_zero(stack_env, new_topic, client):
     check_exactly_once(stack_env, topic, 5_000)
 
 
-@CLIENTS
-def test_each_kind_of_bad_record_becomes_a_dead_letter(stack_env, new_topic, client):
+def test_each_kind_of_bad_record_becomes_a_dead_letter(stack_env, new_topic):
     from confluent_kafka import Producer
 
     topic = new_topic(1)
@@ -182,7 +165,7 @@ def test_each_kind_of_bad_record_becomes_a_dead_letter(stack_env, new_topic, cli
     producer.produce(topic, None, key=b"junk-null-value")
     producer.produce(topic, b'{"event_id":"good-2","event_time":"2026-11-24T22:00:00Z","event_type":"click"}')
     assert producer.flush(30) == 0
-    output = writer(stack_env, topic, "--exit-when-idle", "3", "--max-record-bytes", "2048", client=client)
+    output = writer(stack_env, topic, "--exit-when-idle", "3", "--max-record-bytes", "2048")
     code, _out, err = output.finish(240)
     assert code == 0, err
 
@@ -232,8 +215,7 @@ def test_another_group_cannot_reland_into_the_same_prefix(stack_env, new_topic):
 
 
 @pytest.mark.faults
-@CLIENTS
-def test_lake_down_for_20_seconds_mid_run(client):
+def test_lake_down_for_20_seconds_mid_run():
     """S3 stopped mid-run: nothing is committed while it is down (checked while 10,000 more records
     arrive, ~10 s), the writer keeps its place in the group; everything lands after."""
     with extra_stack("w1") as env:
@@ -247,9 +229,7 @@ def test_lake_down_for_20_seconds_mid_run(client):
             stderr=subprocess.PIPE,
             text=True,
         )
-        output = writer(
-            env, topic, "--batch-records", "2000", "--batch-age", "2", "--progress-every", "2", client=client
-        )
+        output = writer(env, topic, "--batch-records", "2000", "--batch-age", "2", "--progress-every", "2")
         group = f"g-{topic}"
         wait_until(
             lambda: probe.committed_total(topic, group),
@@ -307,8 +287,7 @@ def test_lake_down_for_20_seconds_mid_run(client):
         assert code == 0, err
         totals = check_exactly_once(env, topic, 30_000).totals()
         record(
-            f"S3 server SIGKILLed for {down_for:.0f} s mid-run at 1,000 events/s (nothing committed meanwhile, checked)"
-            + ("" if client == "confluent" else f", {client} client"),
+            f"S3 server SIGKILLed for {down_for:.0f} s mid-run at 1,000 events/s (nothing committed meanwhile, checked)",
             30_000,
             30_000,
             totals,

@@ -8,8 +8,9 @@ import sys
 
 from loglake import defaults, owner
 from loglake.errors import run_cli, setup_logging
+from loglake.flags import Parser, parser_for, values_of
 from loglake.lake import S3Store
-from loglake.settings import KafkaSettings, LakeSettings, Parser, VerifySettings, parser_for, values_of
+from loglake.settings import KafkaSettings, LakeSettings, VerifySettings
 from loglake.verify.contents import read_lake
 from loglake.verify.kafka_side import kafka_ranges, read_dead_letters, records_in, topic_id
 from loglake.verify.verdicts import PartitionReport, VerifyResult, reconcile

@@ -9,7 +9,9 @@ from typing import Any
 
 from loglake.deadletter import source_of
 from loglake.errors import KafkaUnavailable, LoglakeError
-from loglake.kafka import ClientErrors, confluent_config, list_metadata
+from loglake.kafka.admin import list_metadata
+from loglake.kafka.config import confluent_config
+from loglake.kafka.errors import ClientErrors
 from loglake.settings import KafkaSettings
 
 
