@@ -63,6 +63,10 @@ class ObjectStore(Protocol):
         """Check the bucket is there (create it if `create`)."""
         ...
 
+    def probe(self) -> None:
+        """One cheap request that answers only when the lake does (LakeRetriable when it does not)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -148,10 +152,12 @@ class S3Store:
             return True
         except ClientError as exc:
             status, code = _status(exc)
-            # 412: it exists. 409 ConditionalRequestConflict: another conditional write of the same
-            # key is under way (AWS); that one decides, and the caller reads what it stored.
-            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
+            if status == 412 or code == "PreconditionFailed":
+                return False  # it exists
+            if status == 409 or code == "ConditionalRequestConflict":
+                # another conditional write of the same key is under way (AWS): neither has won yet,
+                # and the other may still fail: ask again, do not take it for an answer
+                raise LakeRetriable(f"a conditional write of {key} conflicted with another (409)") from None
             raise classify(exc, self.settings) from None
         except BotoCoreError as exc:
             raise classify(exc, self.settings) from None
@@ -209,6 +215,12 @@ class S3Store:
             if _status(exc)[1] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise classify(exc, self.settings) from None
         except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
+
+    def probe(self) -> None:
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
             raise classify(exc, self.settings) from None
 
     def close(self) -> None:

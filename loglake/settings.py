@@ -256,7 +256,8 @@ class WriterSettings:
     start_from: str | int = _land(
         "committed",
         "--start-from",
-        "where a group without committed offsets starts: committed (=earliest), earliest, latest, or an RFC 3339 time",
+        "where a topic the lake has never seen starts: committed (=earliest), earliest, latest, or an RFC "
+        "3339 time; a partition the lake holds claims of resumes after its last claim, whatever this says",
         parse=start_position,
     )
     prefix: str = _land("topics", "--prefix", "key prefix in the bucket")
@@ -306,6 +307,13 @@ class WriterSettings:
     )
     max_record_bytes: int = _batching(
         1024 * 1024, "--max-record-bytes", "larger values are dead letters", parse=byte_size, shown="`1MiB`"
+    )
+    new_generation: bool = _land(
+        False,
+        "--new-generation",
+        "the topic was deleted and created again (the lake holds another topic id): land it beside the old "
+        "records under a new generation of keys",
+        switch=True,
     )
     max_retry_time: float = _operation(
         0.0,

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+# `seek` positions besides offsets (Kafka's own values for them)
+EARLIEST = -2
+LATEST = -1
+
 
 class Rebalance(Protocol):
     """What the lake writer does when partitions come and go (called inside `poll`)."""
@@ -19,6 +23,11 @@ class Rebalance(Protocol):
     def assigned(self, partitions: list[int]) -> None: ...
     def revoked(self, partitions: list[int]) -> None: ...
     def lost(self, partitions: list[int]) -> None: ...
+
+    def deleted(self, partition: int, position: int, kafka_from: int) -> None:
+        """`position` of `partition` is out of range: Kafka deleted what came before `kafka_from`
+        (retention); the consumer reads on from `kafka_from`."""
+        ...
 
 
 class Record(Protocol):
@@ -59,14 +68,24 @@ class SourceConsumer(Protocol):
         ...
 
     def seek(self, partition: int, offset: int) -> None:
-        """Read `partition` from `offset` on; records fetched before are not returned any more."""
+        """Read `partition` from `offset` (or EARLIEST, LATEST) on; records fetched before are not
+        returned any more."""
+        ...
+
+    def offset_for_time(self, partition: int, ms: int) -> int:
+        """The first offset of `partition` whose timestamp is at or after `ms` (LATEST: none yet)."""
+        ...
+
+    def topic_id(self) -> str:
+        """The topic's id as the cluster says now ("" if it gives none): a topic deleted and created
+        again under its name has another."""
         ...
 
     def pause(self, partitions: list[int]) -> None: ...
     def resume(self, partitions: list[int]) -> None: ...
 
-    def lag(self, partitions: list[int]) -> dict[int, int]:
-        """Records behind the end of each partition (cheap: from cached watermarks)."""
+    def ends(self, partitions: list[int]) -> dict[int, int]:
+        """The end (high watermark) of each partition, as last heard (cheap: no request)."""
         ...
 
     def group_lag(self) -> dict[int, int]:

@@ -20,7 +20,7 @@ from loglake.kafka.admin import list_metadata
 from loglake.kafka.config import confluent_config
 from loglake.kafka.errors import COMMIT_REFUSED, ClientErrors, missing_topic, unreachable
 from loglake.settings import KafkaSettings
-from loglake.source import Rebalance, SourceConsumer
+from loglake.source import LATEST, Rebalance, SourceConsumer
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,8 @@ def open_consumer(settings: KafkaSettings, group: str, topic: str, start_from: s
 
 
 class ConfluentConsumer:
-    """The lake writer's consumer on confluent-kafka (librdkafka).
-
-    `start_from`: "committed" (resume; earliest when the group has no offset), "earliest",
-    "latest", or epoch milliseconds. Anything but "committed" only applies to partitions the
-    group has never committed: a committed offset always wins, so a restart never skips or re-lands.
-    """
+    """The lake writer's consumer on confluent-kafka (librdkafka). Where each assigned partition is
+    read from is the writer's choice (`seek`, after it read the lake's claims): partitions come paused."""
 
     def __init__(self, settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> None:
         from confluent_kafka import Consumer, KafkaException, Message
@@ -47,21 +43,28 @@ class ConfluentConsumer:
         self._start_from = start_from
         self._listener: Rebalance | None = None
         self._cluster_id = ""
+        self._admin: Any = None
+        self._paused: set[int] = set()
         self._errors = ClientErrors()
         config = confluent_config(settings) | {
             "group.id": group,
             "client.id": "loglake-writer",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": "latest" if start_from == "latest" else "earliest",
+            # a position Kafka no longer holds (retention) is reported, not silently moved: the writer
+            # names what was deleted before it was landed (`deleted`), then reads on from the start
+            "auto.offset.reset": "error",
+            # partitions added to the topic are seen within seconds (the default is 5 minutes)
+            "topic.metadata.refresh.interval.ms": 10000,
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after 10 s
             "max.poll.interval.ms": 300000,
-            # Prefetch: at most 4 MiB queued per partition, so memory stays bounded. librdkafka stops
-            # fetching a partition whose queue is full and by default waits fetch.queue.backoff.ms
-            # (1 s) before it looks again: that pause, not the network, capped the reading rate, so
-            # it looks again after 10 ms (the figures, and the memory of larger queues and fetches:
-            # docs/performance.md).
+            # Prefetch: at most 4 MiB queued per partition (memory). librdkafka stops fetching a
+            # partition whose queue is full and by default waits fetch.queue.backoff.ms=1000 before it
+            # looks again: that pause, not the network, capped a 700-byte-event topic at ~170k
+            # records/s here; at 10 ms the bare client reads 260-420k/s. With 16 MiB queues and
+            # 16 MiB fetches the bare client peaked at 138 MiB RSS, with these at 70 MiB (300k events
+            # of 712 B, 3 partitions, consume() of 2,000: docs/performance.md).
             "fetch.max.bytes": 8 * 1024 * 1024,
             "max.partition.fetch.bytes": 2 * 1024 * 1024,
             "queued.max.messages.kbytes": 4 * 1024,
@@ -102,30 +105,28 @@ class ConfluentConsumer:
         )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        if isinstance(self._start_from, int) and partitions:
-            self._assign_from_time(consumer, partitions)
+        from confluent_kafka import OFFSET_BEGINNING
+
+        # assigned at a placeholder and paused at once (by the listener): the writer seeks each one
+        # where the lake says, then resumes it
+        consumer.incremental_assign([self._tp(p.partition, OFFSET_BEGINNING) for p in partitions])
         assert self._listener is not None
         self._listener.assigned([p.partition for p in partitions])
 
-    def _assign_from_time(self, consumer: Any, partitions: list[Any]) -> None:
-        committed = consumer.committed(partitions, timeout=self._settings.connect_timeout)
-        fresh = [self._tp(p.partition, self._start_from) for p in committed if p.offset < 0]
-        positions = {p.partition: p for p in committed if p.offset >= 0}
-        if fresh:
-            for found in consumer.offsets_for_times(fresh, timeout=self._settings.connect_timeout):
-                positions[found.partition] = found  # offset -1 (past the end): starts at the end
-        consumer.incremental_assign(list(positions.values()))
-
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._paused.difference_update(p.partition for p in partitions)
         assert self._listener is not None
         self._listener.revoked([p.partition for p in partitions])
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._paused.difference_update(p.partition for p in partitions)
         assert self._listener is not None
         self._listener.lost([p.partition for p in partitions])
 
     # -- the loop ----------------------------------------------------------------------------------
     def poll(self, max_records: int, timeout: float) -> list[Any]:
+        from confluent_kafka import KafkaError
+
         messages = self._consumer.consume(max_records, timeout)
         if not any(map(is_not, map(self._error_of, messages), repeat(None))):
             return messages  # none is an error: the common case, checked without a Python loop
@@ -136,9 +137,31 @@ class ConfluentConsumer:
                 kept.append(m)
             elif error.fatal():
                 raise KafkaUnavailable(f"the Kafka consumer failed: {error.str()}")
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET and m.partition() is not None:
+                self._out_of_range(m.partition(), m.offset())
             else:
                 log.warning("Kafka: %s", error.str())
         return kept
+
+    def _out_of_range(self, partition: int, position: int) -> None:
+        """Kafka no longer holds `position`: read on from where it starts now, and say so."""
+        from confluent_kafka import KafkaException
+
+        try:
+            low, _high = self._consumer.get_watermark_offsets(
+                self._tp(partition), timeout=self._settings.connect_timeout
+            )
+        except KafkaException as exc:
+            log.warning(
+                "partition %d: offset %d is out of range, and the start is unknown: %s",
+                partition,
+                position,
+                exc,
+            )
+            return
+        assert self._listener is not None
+        self._listener.deleted(partition, position, low)
+        self.seek(partition, low)
 
     def commit(self, partition: int, next_offset: int) -> bool:
         from confluent_kafka import KafkaException
@@ -169,12 +192,21 @@ class ConfluentConsumer:
     def seek(self, partition: int, offset: int) -> None:
         from confluent_kafka import KafkaException
 
+        # EARLIEST and LATEST are librdkafka's OFFSET_BEGINNING and OFFSET_END
+        target = self._tp(partition, offset)
         try:
-            self._consumer.seek(self._tp(partition, offset))
+            self._consumer.seek(target)
+            return
         except KafkaException as exc:
-            # not fetching yet (assignment in progress): position the assignment itself
-            log.debug("seek partition %d to %d: %s; assigning at that offset", partition, offset, exc)
-            self._consumer.incremental_assign([self._tp(partition, offset)])
+            log.debug("seek partition %d to %d: %s; assigning it at that offset", partition, offset, exc)
+        try:  # not fetching yet (assignment in progress): position the assignment itself
+            self._consumer.incremental_assign([target])
+        except KafkaException:
+            # assigned, but stopped in an error state (its position was out of range): assign it again
+            self._consumer.incremental_unassign([self._tp(partition)])
+            self._consumer.incremental_assign([target])
+            if partition in self._paused:
+                self._set_paused([partition], pause=True)
 
     def pause(self, partitions: list[int]) -> None:
         self._set_paused(partitions, pause=True)
@@ -187,6 +219,7 @@ class ConfluentConsumer:
 
         if not partitions:
             return
+        (self._paused.update if pause else self._paused.difference_update)(partitions)
         try:
             (self._consumer.pause if pause else self._consumer.resume)([self._tp(p) for p in partitions])
         except KafkaException as exc:
@@ -203,19 +236,43 @@ class ConfluentConsumer:
             raise unreachable(self._settings, exc.args[0].str()) from None
         return {tp.partition: tp.offset for tp in found}
 
-    def lag(self, partitions: list[int]) -> dict[int, int]:
+    def ends(self, partitions: list[int]) -> dict[int, int]:
         from confluent_kafka import KafkaException
 
-        lags = {}
+        found = {}
         for p in partitions:
             try:
                 _, high = self._consumer.get_watermark_offsets(self._tp(p), cached=True)
-                (position,) = self._consumer.position([self._tp(p)])
             except KafkaException:
                 continue
-            if high >= 0 and position.offset >= 0:
-                lags[p] = max(0, high - position.offset)
-        return lags
+            if high >= 0:
+                found[p] = high
+        return found
+
+    def offset_for_time(self, partition: int, ms: int) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            (found,) = self._consumer.offsets_for_times(
+                [self._tp(partition, ms)], timeout=self._settings.connect_timeout
+            )
+        except KafkaException as exc:
+            raise unreachable(self._settings, exc.args[0].str()) from None
+        return found.offset if found.offset >= 0 else LATEST
+
+    def topic_id(self) -> str:
+        from confluent_kafka import KafkaException, TopicCollection
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            self._admin = AdminClient(confluent_config(self._settings) | {"error_cb": self._errors})
+        future = self._admin.describe_topics(TopicCollection([self._topic]))[self._topic]
+        try:
+            described = future.result(timeout=self._settings.connect_timeout)
+        except KafkaException as exc:
+            log.debug("describe topic %s: %s", self._topic, exc)
+            return ""
+        return str(described.topic_id or "")
 
     def group_lag(self) -> dict[int, int]:
         from confluent_kafka import KafkaException
