@@ -190,26 +190,35 @@ def broker_ok(inst: Instance, node: int) -> bool:
 
 
 def create_topics(inst: Instance, timeout: float) -> None:
-    """`log-data` and its dead-letter topic, with the instance's partitions and replicas."""
-    from confluent_kafka import KafkaException
+    """`log-data` and its dead-letter topic, with the instance's partitions and replicas.
+
+    A broker that has just started may take longer than the probes' 3 s socket timeout to answer its
+    first CreateTopics on a loaded machine: the request gets the whole `timeout`, and a request that
+    timed out is asked again until then (creating a topic twice only finds it there)."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     cfg = inst.cfg
-    admin = AdminClient(client_config(inst, cfg.bootstrap_servers))
-    wanted = [
-        NewTopic(t, cfg.partitions, cfg.replication)
-        for t in (defaults.TOPIC, defaults.TOPIC + defaults.DEAD_LETTER_SUFFIX)
-    ]
+    admin = AdminClient(client_config(inst, cfg.bootstrap_servers) | {"socket.timeout.ms": "30000"})
+    pending = [defaults.TOPIC, defaults.TOPIC + defaults.DEAD_LETTER_SUFFIX]
     deadline = time.monotonic() + timeout
-    for topic, future in admin.create_topics(wanted, request_timeout=timeout).items():
-        try:
-            future.result(timeout=max(1.0, deadline - time.monotonic()))
-            log.info(
-                "created topic %s (%d partitions, replication %d)", topic, cfg.partitions, cfg.replication
-            )
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise StackError(f"could not create topic {topic}: {exc.args[0].str()}") from None
+    while pending:
+        wanted = [NewTopic(t, cfg.partitions, cfg.replication) for t in pending]
+        left = max(1.0, deadline - time.monotonic())
+        for topic, future in admin.create_topics(wanted, request_timeout=left).items():
+            try:
+                future.result(timeout=left)
+                log.info(
+                    "created topic %s (%d partitions, replication %d)", topic, cfg.partitions, cfg.replication
+                )
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() == KafkaError._TIMED_OUT and time.monotonic() < deadline:
+                    log.info("creating topic %s timed out; asking again", topic)
+                    continue
+                if error.name() != "TOPIC_ALREADY_EXISTS":
+                    raise StackError(f"could not create topic {topic}: {error.str()}") from None
+            pending.remove(topic)
 
 
 LOGBACK = """<configuration>
