@@ -202,6 +202,12 @@ def test_default_stack_has_topic_and_bucket(stack_env, admin, s3):
     assert len(topics["log-data"].partitions) == 3
     assert "log-data.dlq" in topics
     assert "datalake" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "log-data")
+    config = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert config["retention.bytes"].value == str(defaults.TOPIC_RETENTION_BYTES)  # bounded, as compose's
+    assert config["segment.bytes"].value == str(defaults.TOPIC_SEGMENT_BYTES)
 
 
 @pytest.mark.integration
