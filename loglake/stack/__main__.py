@@ -243,6 +243,7 @@ def cmd_down(home: Path, ns: argparse.Namespace) -> int:
     for service in ("zookeeper", "s3", "postgres"):
         inst.stop(service)
     if ns.wipe:
+        postgres.wipe(inst)
         shutil.rmtree(inst.dir, ignore_errors=True)
         log.info("stack %r stopped and its data deleted", ns.name)
     else:

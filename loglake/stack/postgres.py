@@ -6,11 +6,14 @@ it is missing and we are root (CI is), never its system service: `initdb` makes 
 5432 + the instance's port offset, with one database and one development user (loglake/defaults.py).
 
 PostgreSQL refuses to run as root, so as root both run as the system user `postgres`, which Debian's
-package creates, and the cluster's folder belongs to it.
+package creates, and the cluster's folder belongs to it. A checkout that user cannot enter (one under
+/root, which only root may enter) gets its cluster under that user's home instead, named after the
+instance's folder; `.stack/<instance>/postgres/data-dir` then says where, and `down --wipe` deletes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -105,10 +108,36 @@ def run_as() -> str | None:
     return SYSTEM_USER
 
 
+def cluster_dir(inst: Instance) -> Path:
+    """Where the instance's cluster lives: `.stack/<instance>/postgres/data`, or, when the server's user
+    cannot enter that folder, a folder of its own home (recorded in `postgres/data-dir`)."""
+    sdir = inst.service_dir("postgres")
+    pointer = sdir / "data-dir"
+    if pointer.exists():
+        return Path(pointer.read_text().strip())
+    user = run_as()
+    if user is None or _can_enter(user, inst.dir):
+        return sdir / "data"
+    digest = hashlib.sha256(str(inst.dir.resolve()).encode()).hexdigest()[:12]
+    return Path(pwd.getpwnam(user).pw_dir) / "loglake-stacks" / f"{inst.cfg.name}-{digest}"
+
+
+def _can_enter(user: str, folder: Path) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["test", "-x", str(folder)], user=user, cwd="/", check=False).returncode == 0
+
+
+def wipe(inst: Instance) -> None:
+    """Delete a cluster that lives outside the instance's folder (the folder itself goes with `down --wipe`)."""
+    pointer = inst.service_dir("postgres") / "data-dir"
+    if pointer.exists():
+        shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
+
+
 def command(inst: Instance) -> list[str]:
     """The server's command line; the cluster is made first if the instance has none yet."""
     binaries = bin_dir()
-    data = inst.service_dir("postgres") / "data"
+    data = cluster_dir(inst)
     if not (data / "PG_VERSION").exists():
         init_cluster(inst, binaries)
     have, want = (data / "PG_VERSION").read_text().strip(), binaries.parent.name
@@ -123,6 +152,9 @@ def command(inst: Instance) -> list[str]:
         str(data),
         "-c",
         f"port={inst.cfg.postgres_port}",
+        # names the instance's folder on the command line, where `scripts/stack` finds its services
+        "-c",
+        f"cluster_name=loglake {inst.service_dir('postgres')}",
     ]
 
 
@@ -130,12 +162,16 @@ def init_cluster(inst: Instance, binaries: Path) -> None:
     """initdb, loopback-only settings, then the development user and its database (single-user mode:
     no server is listening yet, and the superuser never gets a password)."""
     sdir = inst.service_dir("postgres")
-    data = sdir / "data"
+    data = cluster_dir(inst)
     shutil.rmtree(data, ignore_errors=True)
     sdir.mkdir(parents=True, exist_ok=True)
     user = run_as()
     if user:
-        shutil.chown(sdir, user, user)
+        data.parent.mkdir(parents=True, exist_ok=True)
+        shutil.chown(data.parent, user, user)
+    if data.parent != sdir:
+        (sdir / "data-dir").write_text(f"{data}\n")
+        log.info("the system user %s cannot enter %s: the cluster goes to %s", user, inst.dir, data)
     env = dict(os.environ, LC_ALL="C")
     _run(
         [
@@ -178,7 +214,7 @@ def init_cluster(inst: Instance, binaries: Path) -> None:
 
 def _run(argv: list[str], user: str | None, env: dict[str, str], what: str, stdin: str | None = None) -> None:
     result = subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, check=False, env=env, user=user
+        argv, input=stdin, capture_output=True, text=True, check=False, env=env, user=user, cwd="/"
     )
     if result.returncode != 0 or "ERROR:" in result.stdout + result.stderr:
         detail = (result.stderr or result.stdout).strip().splitlines()[-3:]

@@ -55,10 +55,10 @@ def spawn(
     argv: list[str],
     env: dict[str, str] | None = None,
     user: str | None = None,
+    cwd: Path | None = None,
 ) -> None:
-    """Start `argv` in its own session with its output appended to `sdir/log`; write `sdir/pid`.
-
-    `user` runs it as that system user (PostgreSQL refuses to run as root)."""
+    """Start `argv` in its own session, in `cwd` (default `sdir`), with its output appended to
+    `sdir/log`; write `sdir/pid`. `user` runs it as that system user (PostgreSQL refuses root)."""
     sdir.mkdir(parents=True, exist_ok=True)
     with open(sdir / "log", "ab") as out:
         out.write(f"\n===== starting {sdir.name} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
@@ -68,7 +68,7 @@ def spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=sdir,
+            cwd=cwd or sdir,
             start_new_session=True,
             env=env,
             user=user,

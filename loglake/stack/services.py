@@ -87,7 +87,8 @@ class Instance:
             argv, env = object_store.command(self)
             process.spawn(sdir, argv, env)
         elif service == "postgres":
-            process.spawn(sdir, postgres.command(self), user=postgres.run_as())
+            argv = postgres.command(self)
+            process.spawn(sdir, argv, user=postgres.run_as(), cwd=postgres.cluster_dir(self))
         else:
             process.spawn(sdir, kafka_servers.command(self, service))
 
