@@ -153,16 +153,17 @@ _OFFSETS = {
     "w1": 800,
     "east": 900,  # tests/test_geo.py: two regions and MirrorMaker 2 between them
     "west": 950,
+    "minio": 50,  # tests/test_stack.py: MinIO as the lake, and PostgreSQL
 }
 
 
 @contextlib.contextmanager
-def extra_stack(name: str, *up_args: str) -> Iterator[dict[str, str]]:
+def extra_stack(name: str, *up_args: str, timeout: float = 600) -> Iterator[dict[str, str]]:
     """Bring up a private instance, yield its environment, always stop and wipe it afterwards."""
     offset = BASE_OFFSET + _OFFSETS[name]
     stack("down", "--wipe", name=name, check=False)
     try:
-        stack("up", "--port-offset", str(offset), *up_args, name=name)
+        stack("up", "--port-offset", str(offset), *up_args, name=name, timeout=timeout)
         yield read_stack_env(name)
     finally:
         stack("down", "--wipe", name=name, check=False)

@@ -27,7 +27,8 @@ import pytest
 from loglake import defaults
 from loglake.layout import object_key, sanitize, topic_prefix
 from loglake.stack.cluster import StackConfig
-from loglake.stack.mirror import Checkpoint, ClusterRef, Mirror, checkpoints, mm2_properties, remote_topic
+from loglake.stack.mirror import ClusterRef, Mirror, mm2_properties
+from loglake.stack.mirror_watch import Checkpoint, checkpoints, remote_topic
 from loglake.stack.services import Instance
 from tests.conftest import PYTHON, REPO, clean_env, extra_stack, record, s3_client, stack
 from tests.oracles import topic_event_ids
