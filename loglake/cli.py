@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(
         f"landed topic={writer.s.topic} records={writer.records} objects={writer.objects} bytes={writer.bytes} "
         f"dead_letters={writer.dead_letters} commits={writer.commits} unlanded={writer.unlanded} "
+        f"lost_to_retention={writer.lost_offsets} "
         f"elapsed={elapsed:.1f}s "
         f"records_per_s={writer.records / elapsed if elapsed else 0:.0f}\n"
     )

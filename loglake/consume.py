@@ -239,7 +239,9 @@ class Writer:
     # -- where a partition resumes -------------------------------------------------------------------
     def _resolve(self, state: PartitionState) -> None:
         state.resolve_attempts += 1
-        state.resolving = self.workers.submit(resume_point, self.ledger, state.partition, state.committed)
+        state.resolving = self.workers.submit(
+            resume_point, self.ledger, state.partition, state.committed, self.s.start_from
+        )
 
     def _settle_resolve(self, state: PartitionState) -> None:
         future = state.resolving

@@ -7,8 +7,9 @@ or at its start (to land it). Finding it costs O(1) requests, whatever the lake'
 The group's committed offset is the end of a landed claim when all is well; when it is missing
 (offsets expired, `offsets.retention.minutes`) or disagrees (reset by hand), the lake wins and the
 log says so. A partition with no claim at all is new to the lake: it starts where `--start-from`
-says (None here), or, when the lake already holds other partitions of the topic (partitions were
-added), from its first offset, so that no record of a new partition is skipped.
+says (None here: `committed`, the default, is the group's committed offset when it has one), or, when
+the lake already holds other partitions of the topic (partitions were added), from its first offset,
+so that no record of a new partition is skipped.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ class Resume:
     why: str
 
 
-def resume_point(ledger: Ledger, partition: int, committed: int) -> Resume:
+def resume_point(ledger: Ledger, partition: int, committed: int, start_from: str | int = "committed") -> Resume:
     """Where `partition` resumes (runs on a worker thread: it reads the lake)."""
     last = ledger.last(partition)
     if last is None:
+        if start_from == "committed" and committed >= 0:
+            # new to this lake, but the group got this far already (into another prefix, or in another
+            # region before a failover: MirrorMaker translated its offsets): go on from there
+            return Resume(committed, None, "new to the lake: where the group committed")
         return Resume(None, None, "new to the lake")
     if committed == last.end:
         return Resume(last.end, None, "after the last claim, where the group committed")

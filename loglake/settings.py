@@ -256,8 +256,9 @@ class WriterSettings:
     start_from: str | int = _land(
         "committed",
         "--start-from",
-        "where a topic the lake has never seen starts: committed (=earliest), earliest, latest, or an RFC "
-        "3339 time; a partition the lake holds claims of resumes after its last claim, whatever this says",
+        "where a topic the lake has never seen starts: committed (the group's committed offset, else "
+        "earliest), earliest, latest, or an RFC 3339 time; a partition the lake holds claims of resumes "
+        "after its last claim, whatever this says",
         parse=start_position,
     )
     prefix: str = _land("topics", "--prefix", "key prefix in the bucket")

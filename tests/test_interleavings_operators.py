@@ -133,6 +133,18 @@ def test_start_from_latest_applies_to_a_topic_the_lake_has_never_seen():
     assert [(c.start, c.end) for c in w.claims(0)] == [(10, 15)]
 
 
+def test_a_new_prefix_starts_where_the_group_committed_as_after_a_regional_failover():
+    """West's copy of a topic, landed into a prefix of its own by a group whose offsets MirrorMaker
+    translated: what east's lake holds is not landed again (--start-from committed, the default)."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 12)
+    w.cluster.committed[0] = 7  # translated from east's group
+    a, ca, wa = w.writer(batch_records=5)
+    w.cluster.give(ca, 0)
+    settle(w, (a, wa))
+    assert [(c.start, c.end) for c in w.claims(0)][0][0] == 7 and w.cluster.committed == {0: 12}
+
+
 def test_a_partition_added_while_the_writer_runs_is_read_from_its_first_offset():
     w = World(partitions=1)
     w.cluster.produce(0, 6)
