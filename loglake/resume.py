@@ -31,7 +31,9 @@ class Resume:
     why: str
 
 
-def resume_point(ledger: Ledger, partition: int, committed: int, start_from: str | int = "committed") -> Resume:
+def resume_point(
+    ledger: Ledger, partition: int, committed: int, start_from: str | int = "committed"
+) -> Resume:
     """Where `partition` resumes (runs on a worker thread: it reads the lake)."""
     last = ledger.last(partition)
     if last is None:
