@@ -38,6 +38,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -48,6 +49,9 @@ from loglake.kafka import ClientErrors, confluent_config, list_metadata
 from loglake.lake import ObjectStore, S3Store
 from loglake.ledger import Claim, Entry, Ledger, object_metadata
 from loglake.settings import KafkaSettings, LakeSettings, Parser, VerifySettings, parser_for, values_of
+
+if TYPE_CHECKING:
+    from loglake.table.catalog import CatalogSettings
 
 log = logging.getLogger(__name__)
 
@@ -420,13 +424,23 @@ def verify(
     collect_ids: bool = False,
     from_earliest: bool = False,
     deep: bool = False,
+    iceberg_table: str = "",
+    catalog: CatalogSettings | None = None,
 ) -> VerifyResult:
-    """Reconcile the lake with the topic; `deep` (implied by `collect_ids`) reads every record."""
+    """Reconcile the lake (or, with `iceberg_table`, that table of `catalog`) with the topic; `deep`
+    (implied by `collect_ids`) reads every record."""
     store = S3Store(lake_settings)
     try:
         group = group or lake_owner(store, prefix, topic) or defaults.CONSUMER_GROUP
         ranges = kafka_ranges(kafka, topic, group)
-        lake = read_lake(store, prefix, topic, sorted(ranges), collect_ids, deep)
+        if iceberg_table:  # the table's side: loglake/table/check.py
+            from loglake.table.catalog import catalog_settings
+            from loglake.table.check import table_side
+
+            catalog = catalog or catalog_settings(lake_settings, {})
+            lake, ranges = table_side(catalog, iceberg_table, topic, ranges, collect_ids, deep)
+        else:
+            lake = read_lake(store, prefix, topic, sorted(ranges), collect_ids, deep)
     finally:
         store.close()
     dead = read_dead_letters(kafka, dlq_topic or topic + defaults.DEAD_LETTER_SUFFIX, topic)
@@ -479,11 +493,22 @@ def main(argv: list[str] | None = None) -> int:
         s.to_committed,
         from_earliest=s.from_earliest,
         deep=s.deep,
+        iceberg_table=s.iceberg_table,
+        catalog=_catalog(s),
     )
     sys.stdout.write(render(result))
     if not result.ok:
         return 1
     return 0 if result.complete else EXIT_PENDING
+
+
+def _catalog(s: VerifySettings) -> CatalogSettings | None:
+    """pyiceberg's configuration of catalog `loglake` over the lake's settings (--iceberg-table only)."""
+    if not s.iceberg_table:
+        return None
+    from loglake.table.catalog import catalog_settings, configured
+
+    return catalog_settings(s.lake, configured())
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -104,7 +104,7 @@ class DataFiles:
             partition = statistics.partition(self.spec, self.schema)
         except ValueError as exc:  # its event times span two partitions
             raise TableUnavailable(f"{path} cannot be registered whole in one partition: {exc}") from None
-        return DataFile.from_args(
+        data_file = DataFile.from_args(
             content=DataFileContent.DATA,
             file_path=path,
             file_format=FileFormat.PARQUET,
@@ -116,6 +116,8 @@ class DataFiles:
             key_metadata=None,
             **statistics.to_serialized_dict(),
         )
+        data_file.spec_id = self.metadata.default_spec_id  # from_args drops it; a scan of the file needs it
+        return data_file
 
 
 def claim_data_files(
