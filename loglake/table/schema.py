@@ -145,6 +145,19 @@ def schema_difference(table_schema: Schema, wanted: Schema) -> str | None:
     return " and ".join(said)
 
 
+class _DictionaryNote(logging.Filter):
+    """Drops pyiceberg's note that Iceberg has no dictionary type, which it logs as a warning for each
+    dictionary column of each file it reads (14 per writer object: their Arrow schema, stored in the
+    file, keeps the encoder's dictionary types). Nothing is wrong: the values are read as strings.
+    docs/lake-writer.md says which encoder setting would make the note go away for every reader."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Iceberg does not have a dictionary type")
+
+
+_NOTE = _DictionaryNote()
+
+
 def open_table(settings: CatalogSettings, identifier: str, create: bool = True) -> Table:
     """The table `identifier` (NAMESPACE.TABLE) of the catalog: created with its namespace when
     missing (if `create`); refused in one sentence when its schema or partitioning is not the
@@ -153,6 +166,7 @@ def open_table(settings: CatalogSettings, identifier: str, create: bool = True) 
 
     namespace, _name = split_identifier(identifier)
     where = f"table {identifier} in {settings.describe()}"
+    logging.getLogger("pyiceberg.io.pyarrow").addFilter(_NOTE)  # once: a filter is added only once
     with translated(where):
         catalog = open_catalog(settings)
         try:
