@@ -161,6 +161,33 @@ def arrow_rows(table) -> pa.Table:
     return table.refresh().scan().to_arrow()
 
 
+def race(sinks: list, rounds: list[list[Claim]]) -> list:
+    """Each sink commits the same `rounds` of claims from its own thread, all released together at
+    each round (as a zombie and a partition's new owner would); the CommitResults of every sink."""
+    import threading
+
+    barrier = threading.Barrier(len(sinks))
+    results: list[list] = [[] for _ in sinks]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            for claims in rounds:
+                barrier.wait(timeout=60)
+                results[i].append(sinks[i].commit(claims))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sinks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    return [r for rs in results for r in rs]
+
+
 # ------------------------------------------------------------------------------------- PostgreSQL
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import threading
 from dataclasses import replace
 
 import orjson
@@ -32,6 +31,7 @@ from tests.tables import (
     fresh_table,
     lake_settings,
     land,
+    race,
     scan_counts,
     sqlite_catalog,
 )
@@ -294,32 +294,14 @@ def test_two_sinks_racing_from_threads_commit_each_claim_once(stack_env, catalog
         for _ in range(2)
     ]
     rounds = [[c for c in landed.claims if c.start // 400 == r] for r in range(6)]
-    barrier = threading.Barrier(2)
-    results: list[list] = [[], []]
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            for claims in rounds:
-                barrier.wait(timeout=60)
-                results[i].append(sinks[i].commit(claims))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert not errors, errors
-    added = [r.claims for rs in results for r in rs]
+    results = race(sinks, rounds)
+    added = [r.claims for r in results]
     assert sum(added) == len(landed.claims)  # each claim added by exactly one of the two
     rows, ids, coordinates = scan_counts(sinks[0].table)
     assert rows == landed.records and set(ids.values()) == {1} and set(coordinates.values()) == {1}
     assert len(data_files(sinks[0].table)) == landed.objects
     assert sinks[1].offsets() == {0: 2_400, 1: 2_400, 2: 2_400}
-    retried = sum(r.attempts - 1 for rs in results for r in rs)
+    retried = sum(r.attempts - 1 for r in results)
     print(f"two threads: {retried} commits lost a race and were re-checked; claims added {added}")
 
 
