@@ -250,26 +250,19 @@ def test_claims_that_would_leave_a_hole_or_overlap_are_refused(stack_env, catalo
 
 
 def test_a_commit_that_lost_the_race_rechecks_the_offsets_and_adds_nothing_twice(stack_env, catalog, unique):
-    """Deterministic: sink A plans its commit on the table as it was before sink B committed the same
-    claims; the catalog refuses A's snapshot (CommitFailedException), A reads the offsets again and
-    finds nothing left to add."""
+    """Deterministic: sink A plans its commit on the table as it last saw it, before sink B committed
+    two of the same claims; the catalog refuses A's snapshot (CommitFailedException), A reads the
+    table again and adds only the two claims B had not."""
     topic = f"race1-{unique}"
     landed = land(stack_env, topic, partitions=2, claims_per_partition=2, records_per_claim=800)
     identifier = fresh_table()
     a = sink_for(catalog, identifier, topic, stack_env)
     b = sink_for(sqlite_catalog(stack_env, _path_of(catalog)), identifier, topic, stack_env)
-    stale = a.table  # opened before b commits
+    assert a.offsets() == {}  # a reads the table before b commits: its first attempt builds on that
     b.commit(landed.claims[:2])
-    real_refresh = a._refresh
-    calls = []
-
-    def refresh_stale_once():
-        calls.append(1)
-        return stale if len(calls) == 1 else real_refresh()
-
-    a._refresh = refresh_stale_once
     result = a.commit(landed.claims)
     assert result.attempts == 2  # the first attempt lost to b's snapshot
+    assert len(a.table.metadata.snapshots) == 2  # b's, then a's
     assert result.claims == 2  # the two claims b had not committed
     rows, ids, _ = scan_counts(a.table)
     assert rows == landed.records and set(ids.values()) == {1}

@@ -4,9 +4,10 @@
 (loglake/ledger.py) as data files of the table, in ONE snapshot, and returns the table's offsets
 {partition: next offset}, which is what the writer may then commit to Kafka. The rules:
 
-1. The table's offsets are read from its current snapshot's summary (loglake/table/progress.py),
-   never from memory: a claim whose `end` is at or below its partition's offset is in the table
-   already and is skipped. A commit that would add nothing makes no snapshot.
+1. The table's offsets are read from its snapshot summaries (loglake/table/progress.py): a claim
+   whose `end` is at or below its partition's offset is in the table already and is skipped. A commit
+   that would add nothing makes no snapshot. The table read is the one this sink last saw (re-read
+   after a lost race, rule 4): a snapshot built on a table that has moved on is refused by rule 3.
 2. The claims added start exactly at their partition's offset and follow each other without a gap
    (claims tile a partition: loglake/ledger.py); anything else would leave a hole or a duplicate, and
    is refused (a bug, or claims of another prefix).
@@ -42,6 +43,7 @@ from loglake.table.datafiles import claim_data_files
 from loglake.table.errors import TableRetriable, TableUnavailable, translated
 from loglake.table.progress import Progress, carried, committed_topics, progress_of
 from loglake.table.schema import open_table
+from loglake.table.transaction import CachedTransaction
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -141,7 +143,10 @@ class TableSink:
         self._check_claims(claims)
         files: dict[str, object] = {}  # key -> DataFile, kept across attempts: a footer does not change
         for attempt in range(self.backoff.attempts):
-            table = self._refresh()
+            # The table as this sink last saw it: a commit on a stale table cannot land (the catalog
+            # checks that the branch still points where it did), so reading the metadata again is
+            # needed only after losing a race; it costs a parse of every snapshot's entry.
+            table = self.table if attempt == 0 else self._refresh()
             with translated(self.where):
                 done = progress_of(table.metadata, self.topic)
                 todo = self._todo(claims, done)
@@ -209,7 +214,7 @@ class TableSink:
     def _append(self, table: Table, after: Progress, data_files: list[object]) -> int:
         """One fast-append snapshot of `data_files` carrying `after`; the new snapshot's id."""
         summary = carried(table.metadata) | after.summary()
-        transaction = table.transaction()
+        transaction = CachedTransaction(table)
         topics = committed_topics(table.metadata)
         if self.topic not in topics:
             transaction.set_properties(

@@ -48,6 +48,7 @@ from loglake.table.commit import RETRY, Backoff
 from loglake.table.errors import TableRetriable, translated
 from loglake.table.progress import carried, carried_snapshot
 from loglake.table.schema import PARTITION_SOURCE, open_table
+from loglake.table.transaction import CachedTransaction
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
@@ -263,7 +264,7 @@ def replace(
     }
     for attempt in range(backoff.attempts):
         summary = carried(table.metadata) | marker
-        transaction = table.transaction()
+        transaction = CachedTransaction(table)
         try:
             with transaction.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
                 for f in old:
