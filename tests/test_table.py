@@ -233,6 +233,22 @@ def test_each_claim_is_committed_once_and_repeats_are_no_ops(stack_env, catalog,
     assert sink_for(catalog, sink.identifier, topic, stack_env).offsets() == result.offsets
 
 
+def test_a_claim_of_dead_letters_only_advances_the_offsets_without_a_file(stack_env, catalog, unique):
+    """A batch whose records were all dead letters has a claim without objects: committing it moves
+    the table's offset past them (the summary says those offsets are handled) and adds no file."""
+    topic = f"dead-{unique}"
+    landed = land(stack_env, topic, partitions=1, claims_per_partition=2, records_per_claim=300)
+    first, second = landed.claims
+    letters = replace(second, start=first.end, end=first.end + 25, objects=(), dead_letters=25)
+    after = replace(second, start=letters.end, end=letters.end + 300)  # its objects' own offsets aside
+    sink = sink_for(catalog, fresh_table(), topic, stack_env)
+    assert sink.commit([first, letters]).offsets == {0: 325}
+    progress = progress_of(sink.table.metadata, topic)
+    assert progress.records == {0: 300} and progress.starts == {0: 0}
+    assert len(data_files(sink.table)) == len(first.objects)
+    assert sink.commit([first, letters, after]).claims == 1 and sink.offsets() == {0: 625}
+
+
 def test_claims_that_would_leave_a_hole_or_overlap_are_refused(stack_env, catalog, unique):
     topic = f"order-{unique}"
     landed = land(stack_env, topic, partitions=1, claims_per_partition=3, records_per_claim=500)
