@@ -285,6 +285,23 @@ def test_a_commit_that_lost_the_race_rechecks_the_offsets_and_adds_nothing_twice
     assert len(data_files(a.table)) == landed.objects
 
 
+def test_claims_that_continue_another_sinks_commit_are_not_taken_for_a_hole(stack_env, catalog, unique):
+    """Sink A last saw the table at claim 0; sink B has since committed claim 1; A is handed claim 2.
+    Judged by A's old view that would leave a hole: A reads the table again before saying so."""
+    topic = f"moved-{unique}"
+    landed = land(stack_env, topic, partitions=1, claims_per_partition=3, records_per_claim=200)
+    identifier = fresh_table()
+    a = sink_for(catalog, identifier, topic, stack_env)
+    b = sink_for(sqlite_catalog(stack_env, _path_of(catalog)), identifier, topic, stack_env)
+    a.commit(landed.claims[:1])
+    b.commit(landed.claims[:2])
+    assert a.commit(landed.claims[2:]).offsets == {0: 600}
+    with pytest.raises(ClaimOrderError, match="leaves a hole"):  # a real hole is still refused
+        a.commit([replace(landed.claims[2], start=700, end=900)])
+    rows, ids, _ = scan_counts(a.table)
+    assert rows == landed.records and set(ids.values()) == {1}
+
+
 def _path_of(catalog) -> str:
     return catalog.properties["uri"].removeprefix("sqlite:///")
 

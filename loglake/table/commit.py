@@ -146,10 +146,20 @@ class TableSink:
             # The table as this sink last saw it: a commit on a stale table cannot land (the catalog
             # checks that the branch still points where it did), so reading the metadata again is
             # needed only after losing a race; it costs a parse of every snapshot's entry.
+            maybe_stale = attempt == 0 and self._table is not None
             table = self.table if attempt == 0 else self._refresh()
             with translated(self.where):
                 done = progress_of(table.metadata, self.topic)
-                todo = self._todo(claims, done)
+                try:
+                    todo = self._todo(claims, done)
+                except ClaimOrderError:
+                    if not maybe_stale:
+                        raise
+                    table = (
+                        self._refresh()
+                    )  # other writers may have moved the offsets on: judge by the table now
+                    done = progress_of(table.metadata, self.topic)
+                    todo = self._todo(claims, done)
                 if not todo:
                     return CommitResult(dict(done.offsets), attempts=attempt + 1)
                 missing = [c for c in todo if any(e.key not in files for e in c.objects)]
