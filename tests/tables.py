@@ -188,6 +188,81 @@ def race(sinks: list, rounds: list[list[Claim]]) -> list:
     return [r for rs in results for r in rs]
 
 
+RACER = """
+import sys, orjson
+from loglake.ledger import Claim
+from loglake.table.catalog import CatalogSettings
+from loglake.table.commit import Backoff, TableSink
+spec = orjson.loads(sys.stdin.buffer.read())
+sink = TableSink(CatalogSettings("loglake", spec["catalog"]), spec["table"], spec["topic"], spec["bucket"], Backoff(20))
+added = 0
+for claims in spec["rounds"]:
+    added += sink.commit([Claim.from_json(orjson.dumps(c)) for c in claims]).claims
+print(added)
+"""
+
+
+def race_processes(catalog, identifier: str, topic: str, bucket: str, rounds: list[list[Claim]]) -> list[int]:
+    """Two processes commit the same `rounds` of claims to the table, each with its own catalog
+    connection; how many claims each added."""
+    from tests.conftest import PYTHON, REPO
+
+    spec = orjson.dumps(
+        {
+            "catalog": dict(catalog.properties),
+            "table": identifier,
+            "topic": topic,
+            "bucket": bucket,
+            "rounds": [[orjson.loads(c.to_json()) for c in claims] for claims in rounds],
+        }
+    )
+    racers = [
+        subprocess.Popen(
+            [PYTHON, "-c", RACER],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [r.communicate(spec, timeout=300) for r in racers]
+    assert all(r.returncode == 0 for r in racers), [o[1].decode()[-2000:] for o in outputs]
+    return [int(o[0]) for o in outputs]
+
+
+def maintain_while_writing(
+    writer, rounds: list[list[Claim]], maintenance, pause: float = 0.0
+) -> tuple[list, list]:
+    """A thread commits `rounds` through `writer` (pausing `pause` s between them) while `maintenance()`
+    runs again and again until the thread is done, and at least once; (maintenance reports, commits)."""
+    import threading
+    import time
+
+    done = threading.Event()
+    failures: list[BaseException] = []
+    results = []
+
+    def write() -> None:
+        try:
+            for claims in rounds:
+                results.append(writer.commit(claims))
+                time.sleep(pause)  # paces the commits so that maintenance runs between them
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    reports = []
+    while not done.is_set() or not reports:
+        reports.append(maintenance())
+    thread.join(300)
+    assert not failures, failures
+    return reports, results
+
+
 # ------------------------------------------------------------------------------------- PostgreSQL
 
 

@@ -32,6 +32,7 @@ from tests.tables import (
     lake_settings,
     land,
     race,
+    race_processes,
     scan_counts,
     sqlite_catalog,
 )
@@ -331,48 +332,14 @@ def test_two_sinks_racing_from_threads_commit_each_claim_once(stack_env, catalog
     print(f"two threads: {retried} commits lost a race and were re-checked; claims added {added}")
 
 
-RACER = """
-import sys, orjson
-from loglake.ledger import Claim
-from loglake.table.catalog import CatalogSettings
-from loglake.table.commit import Backoff, TableSink
-spec = orjson.loads(sys.stdin.buffer.read())
-sink = TableSink(CatalogSettings("loglake", spec["catalog"]), spec["table"], spec["topic"], spec["bucket"], Backoff(20))
-added = 0
-for claims in spec["rounds"]:
-    added += sink.commit([Claim.from_json(orjson.dumps(c)) for c in claims]).claims
-print(added)
-"""
-
-
 def test_two_processes_racing_commit_each_claim_once(stack_env, catalog, unique):
     topic = f"race3-{unique}"
     landed = land(stack_env, topic, partitions=2, claims_per_partition=5, records_per_claim=300)
     identifier = fresh_table()
     open_table(catalog, identifier)
-    rounds = [[orjson.loads(c.to_json()) for c in landed.claims if c.start // 300 == r] for r in range(5)]
-    spec = orjson.dumps(
-        {
-            "catalog": dict(catalog.properties),
-            "table": identifier,
-            "topic": topic,
-            "bucket": stack_env["LAKE_BUCKET"],
-            "rounds": rounds,
-        }
-    )
-    racers = [
-        subprocess.Popen(
-            [PYTHON, "-c", RACER],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    outputs = [r.communicate(spec, timeout=300) for r in racers]
-    assert all(r.returncode == 0 for r in racers), [o[1].decode()[-2000:] for o in outputs]
-    assert sum(int(o[0]) for o in outputs) == len(landed.claims)
+    rounds = [[c for c in landed.claims if c.start // 300 == r] for r in range(5)]
+    added = race_processes(catalog, identifier, topic, stack_env["LAKE_BUCKET"], rounds)
+    assert sum(added) == len(landed.claims)
     table = open_table(catalog, identifier)
     rows, ids, _ = scan_counts(table)
     assert rows == landed.records and set(ids.values()) == {1}

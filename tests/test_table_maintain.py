@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -25,7 +24,7 @@ from loglake.table.maintain import (
 from loglake.table.progress import OFFSETS, progress_of
 from loglake.table.schema import open_table
 from tests.conftest import PYTHON, REPO, s3_client
-from tests.tables import data_files, fresh_table, land, scan_counts, sqlite_catalog
+from tests.tables import data_files, fresh_table, land, maintain_while_writing, scan_counts, sqlite_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -149,27 +148,14 @@ def test_compaction_while_a_writer_commits_keeps_every_row_once(stack_env, catal
     replaced = [c for c in lockstep.compactions if c.snapshot_id is not None]
     assert results and replaced and all(c.attempts >= 2 for c in replaced), lockstep.compactions
 
-    rest = list(pending)
-    done = threading.Event()
-    failures: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            for claims in rest:
-                results.append(writer.commit(claims))
-                time.sleep(0.2)  # paces the commits so that maintenance runs between them
-        except BaseException as exc:  # reported below
-            failures.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    reports = [lockstep]
-    while not done.is_set():
-        reports.append(maintain(catalog, identifier, MaintainOptions(), now=LATER, backoff=Backoff(30)))
-    thread.join(300)
-    assert not failures, failures
+    reports, commits = maintain_while_writing(
+        writer,
+        list(pending),
+        lambda: maintain(catalog, identifier, MaintainOptions(), now=LATER, backoff=Backoff(30)),
+        pause=0.2,
+    )
+    reports.insert(0, lockstep)
+    results.extend(commits)
     reports.append(maintain(catalog, identifier, MaintainOptions(), now=LATER, backoff=Backoff(30)))
     rows, ids, coordinates = scan_counts(writer.table)
     assert rows == landed.records and set(ids) == set(landed.event_ids) and set(ids.values()) == {1}

@@ -6,10 +6,6 @@ every row once, refused credentials are one sentence and a server that is down i
 
 from __future__ import annotations
 
-import subprocess
-import threading
-
-import orjson
 import pytest
 
 from loglake.table.catalog import catalog_settings
@@ -17,19 +13,20 @@ from loglake.table.commit import Backoff, TableSink
 from loglake.table.errors import TableRetriable, TableUnavailable
 from loglake.table.maintain import MaintainOptions, maintain
 from loglake.table.schema import open_table
-from tests.conftest import BASE_OFFSET, PYTHON, REPO
+from tests.conftest import BASE_OFFSET
 from tests.tables import (
     data_files,
     fresh_table,
     lake_settings,
     land,
+    maintain_while_writing,
     port_free,
     postgres,
     postgres_bin,
     race,
+    race_processes,
     scan_counts,
 )
-from tests.test_table import RACER
 from tests.test_table_maintain import LATER
 
 pytestmark = [
@@ -78,29 +75,10 @@ def test_two_processes_racing_on_postgresql_commit_each_claim_once(stack_env, da
     identifier = fresh_table()
     catalog = pg_catalog(stack_env, database)
     open_table(catalog, identifier)
-    rounds = [[orjson.loads(c.to_json()) for c in landed.claims if c.start // 300 == r] for r in range(5)]
-    spec = orjson.dumps(
-        {
-            "catalog": dict(catalog.properties),
-            "table": identifier,
-            "topic": topic,
-            "bucket": stack_env["LAKE_BUCKET"],
-            "rounds": rounds,
-        }
+    rounds = [[c for c in landed.claims if c.start // 300 == r] for r in range(5)]
+    assert sum(race_processes(catalog, identifier, topic, stack_env["LAKE_BUCKET"], rounds)) == len(
+        landed.claims
     )
-    racers = [
-        subprocess.Popen(
-            [PYTHON, "-c", RACER],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    outputs = [r.communicate(spec, timeout=300) for r in racers]
-    assert all(r.returncode == 0 for r in racers), [o[1].decode()[-2000:] for o in outputs]
-    assert sum(int(o[0]) for o in outputs) == len(landed.claims)
     rows, ids, _ = scan_counts(open_table(catalog, identifier))
     assert rows == landed.records and set(ids.values()) == {1}
 
@@ -116,29 +94,13 @@ def test_compaction_on_postgresql_while_a_writer_commits(stack_env, database, un
     )
     rounds = [[c for c in landed.claims if c.start // 500 == r] for r in range(8)]
     writer.commit(rounds[0])
-    failures: list[BaseException] = []
-    done = threading.Event()
-
-    def write() -> None:
-        try:
-            for claims in rounds[1:]:
-                writer.commit(claims)
-        except BaseException as exc:  # reported below
-            failures.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    reports = []
-    while not done.is_set() or not reports:
-        reports.append(
-            maintain(
-                pg_catalog(stack_env, database), identifier, MaintainOptions(), now=LATER, backoff=Backoff(30)
-            )
-        )
-    thread.join(300)
-    assert not failures, failures
+    maintain_while_writing(
+        writer,
+        rounds[1:],
+        lambda: maintain(
+            pg_catalog(stack_env, database), identifier, MaintainOptions(), now=LATER, backoff=Backoff(30)
+        ),
+    )
     maintain(pg_catalog(stack_env, database), identifier, MaintainOptions(), now=LATER)
     rows, ids, _ = scan_counts(writer.table)
     assert rows == landed.records and set(ids) == set(landed.event_ids) and set(ids.values()) == {1}
