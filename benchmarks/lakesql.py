@@ -58,6 +58,12 @@ class LakeSqlSettings:
     prefix: str = _query("topics", "--prefix", "key prefix the writer used")
     fmt: str = _query("jsonl", "--format", "which objects to query", choices=tuple(formats.FORMATS))
     show_view: bool = _query(False, "--show-view", "print the SQL of the view `events` first", switch=True)
+    iceberg: str = _query(
+        "",
+        "--iceberg",
+        "query this Iceberg table (NAMESPACE.TABLE of catalog `loglake`) instead of the objects",
+        env="LOGLAKE_ICEBERG_TABLE",
+    )
 
 
 def connect(lake: LakeSettings) -> Any:
@@ -65,12 +71,7 @@ def connect(lake: LakeSettings) -> Any:
     import duckdb
 
     con = duckdb.connect()
-    spec = importlib.util.find_spec("duckdb_extension_httpfs")
-    if spec and spec.submodule_search_locations:  # the extension from PyPI: nothing to download
-        extension = next(Path(spec.submodule_search_locations[0]).rglob("httpfs.duckdb_extension"))
-        con.execute(f"LOAD '{extension}'")
-    else:
-        con.execute("INSTALL httpfs; LOAD httpfs;")
+    load_extensions(con, "httpfs")
     scheme, _, endpoint = lake.endpoint_url.partition("://")
     con.execute(
         "CREATE SECRET lake (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
@@ -107,6 +108,33 @@ def listing_is_url_encoded(lake: LakeSettings, prefix: str) -> bool:
 
 def quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def load_extensions(con: Any, *names: str) -> None:
+    """Load DuckDB extensions from their PyPI packages (`duckdb-extension-NAME`, pinned beside duckdb),
+    so nothing is downloaded at run time; without the package, DuckDB installs it itself."""
+    for name in names:
+        spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+        if spec and spec.submodule_search_locations:
+            extension = next(Path(spec.submodule_search_locations[0]).rglob(f"{name}.duckdb_extension"))
+            con.execute(f"LOAD '{extension}'")
+        else:
+            con.execute(f"INSTALL {name}; LOAD {name};")
+
+
+def iceberg_view_sql(s: LakeSqlSettings, con: Any) -> str:
+    """`CREATE VIEW events` over the current snapshot of the Iceberg table `s.iceberg`, found through
+    pyiceberg's catalog `loglake` (loglake/table/catalog.py), with the lake's `dt` and `hour` computed
+    from event_time (UTC) so the same queries run on both. Loads DuckDB's iceberg extension (and avro,
+    which it reads manifests with)."""
+    from loglake.table.catalog import catalog_settings, configured
+    from loglake.table.schema import open_table
+
+    load_extensions(con, "avro", "iceberg")
+    metadata = open_table(catalog_settings(s.lake, configured()), s.iceberg, create=False).metadata_location
+    scan = "iceberg_scan('" + metadata.replace("'", "''") + "')"
+    utc = "timezone('UTC', event_time)"
+    return f"CREATE VIEW events AS SELECT *, CAST({utc} AS DATE) AS dt, hour({utc}) AS hour FROM {scan}"  # noqa: S608 - quoted
 
 
 def view_sql(s: LakeSqlSettings) -> str:
@@ -188,14 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=True)
     con = connect(s.lake)
     try:
-        view = create_view(con, s)
+        if s.iceberg:
+            view = iceberg_view_sql(s, con)
+            con.execute(view)
+        else:
+            view = create_view(con, s)
     except LakeRetriable as exc:
         raise LoglakeError(f"the lake at {s.lake.endpoint_url} did not answer: {exc}") from None
     if s.show_view:
         sys.stdout.write(view + ";\n")
     columns, rows, took = timed(con, ns.sql)
     sys.stdout.write(render(columns, rows))
-    sys.stdout.write(f"({len(rows)} rows, {took:.3f} s, {s.fmt})\n")
+    sys.stdout.write(f"({len(rows)} rows, {took:.3f} s, {'iceberg ' + s.iceberg if s.iceberg else s.fmt})\n")
     return 0
 
 

@@ -111,6 +111,32 @@ def byte_size(text: str) -> int:
     return int(value * units[unit])
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """'90s', '15m', '12h', '7d' (or plain seconds) -> seconds."""
+    stripped = text.strip().lower()
+    unit = stripped[-1:] if stripped[-1:] in _SECONDS else "s"
+    try:
+        value = float(stripped.removesuffix(unit) if stripped[-1:] in _SECONDS else stripped)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 12h or 7d") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite duration, zero or more")
+    return value * _SECONDS[unit]
+
+
+def orphan_age(text: str) -> float:
+    """A duration of at least an hour: younger unreferenced files may belong to a commit in flight."""
+    value = duration(text)
+    if value < 3600:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is under 1h: an unreferenced file that young may belong to a commit still in flight"
+        )
+    return value
+
+
 def compression_level(text: str) -> int:
     value = positive_int(text)
     if value > 9:

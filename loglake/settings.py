@@ -30,10 +30,12 @@ from loglake.flags import (
     Secret,
     byte_size,
     compression_level,
+    duration,
     flag_table,
     group,
     non_negative_float,
     non_negative_int,
+    orphan_age,
     positive_float,
     positive_int,
     rfc3339_ms,
@@ -385,12 +387,69 @@ class VerifySettings:
         "disagree (default: claims and object metadata only)",
         switch=True,
     )
+    iceberg_table: str = _check(
+        "",
+        "--iceberg-table",
+        "check this Iceberg table (NAMESPACE.TABLE of catalog `loglake`) instead of the objects: by the "
+        "offsets its snapshot summaries record, or with --deep by every row's `_kafka` coordinates",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Iceberg table maintenance (`python -m loglake table maintain`; loglake/table/maintain.py)
+
+_maintain = group("Table maintenance")
+
+
+@dataclass(frozen=True)
+class MaintainSettings:
+    lake: LakeSettings = LakeSettings()
+    table: str = _maintain(
+        "",
+        "--table",
+        "the table, NAMESPACE.TABLE of catalog `loglake` (.pyiceberg.yaml or PYICEBERG_CATALOG__LOGLAKE__*)",
+    )
+    older_than: float = _maintain(
+        86400.0,
+        "--older-than",
+        "expire snapshots older than this (90s, 15m, 12h, 7d), keeping the newest with the writer's offsets",
+        parse=duration,
+        shown="`1d`",
+    )
+    orphans_older_than: float = _maintain(
+        86400.0,
+        "--orphans-older-than",
+        "delete the table's files no snapshot references once they are older than this (at least 1h)",
+        parse=orphan_age,
+        shown="`1d`",
+    )
+    closed_after: float = _maintain(
+        3600.0,
+        "--closed-after",
+        "compact an hour's (a day's) small files once it ended this long ago",
+        parse=duration,
+        shown="`1h`",
+    )
+    target_file_size: int = _maintain(
+        128 * 1024 * 1024,
+        "--target-file-size",
+        "compact small files into files of about this size (compressed)",
+        parse=byte_size,
+        shown="`128MiB`",
+    )
+    compact: bool = _maintain(True, "--no-compact", "only expire snapshots and delete orphans", switch=True)
+    verbose: bool = _maintain(False, "--verbose", "debug logging", short="-v", switch=True)
 
 
 # ---------------------------------------------------------------------------------------
 # The flag tables of docs/*.md (scripts/flag-tables writes them; tests/test_settings.py compares)
 
-COMMANDS: dict[str, type] = {"producer": ProducerSettings, "writer": WriterSettings, "verify": VerifySettings}
+COMMANDS: dict[str, type] = {
+    "producer": ProducerSettings,
+    "writer": WriterSettings,
+    "verify": VerifySettings,
+    "maintain": MaintainSettings,
+}
 _TABLE_BLOCK = re.compile(r"(<!-- flags: (\w+) -->\n)(.*?)(<!-- /flags -->)", re.S)
 
 

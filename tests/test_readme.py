@@ -86,9 +86,16 @@ def help_of(*command: str) -> str:
 
 
 def check_script(words: list[str], where: str) -> str:
-    """`[.venv/bin/]python faking_data.py|receive_faking_data.py FLAGS` or `python -m loglake verify FLAGS`."""
+    """`[.venv/bin/]python faking_data.py|receive_faking_data.py FLAGS`, `python -m loglake verify FLAGS` or
+    `python -m loglake table maintain FLAGS`."""
     if words[1:4] == ["-m", "loglake", "verify"]:
         text, rest, name = help_of(sys.executable, "-m", "loglake", "verify"), words[4:], "verify"
+    elif words[1:5] == ["-m", "loglake", "table", "maintain"]:
+        text, rest, name = (
+            help_of(sys.executable, "-m", "loglake", "table", "maintain"),
+            words[5:],
+            "table maintain",
+        )
     elif words[1:3] == ["-m", "pytest"]:
         return "pytest"
     elif words[1:2] == ["-"]:

@@ -24,10 +24,16 @@ from loglake.settings import (
     WriterSettings,
     with_flag_tables,
 )
+from loglake.table import cli as table_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-PARSERS = {"producer": produce.build_parser, "writer": cli.build_parser, "verify": verify.build_parser}
+PARSERS = {
+    "producer": produce.build_parser,
+    "writer": cli.build_parser,
+    "verify": verify.build_parser,
+    "maintain": table_cli.build_parser,
+}
 
 
 def documented_tables() -> dict[str, str]:

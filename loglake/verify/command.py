@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from loglake import defaults, owner
 from loglake.errors import run_cli, setup_logging
@@ -14,6 +15,9 @@ from loglake.settings import KafkaSettings, LakeSettings, VerifySettings
 from loglake.verify.contents import read_lake
 from loglake.verify.kafka_side import kafka_ranges, read_dead_letters, records_in, topic_id
 from loglake.verify.verdicts import PartitionReport, VerifyResult, reconcile
+
+if TYPE_CHECKING:
+    from loglake.table.catalog import CatalogSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +35,11 @@ def verify(
     collect_ids: bool = False,
     from_earliest: bool = False,
     deep: bool = False,
+    iceberg_table: str = "",
+    catalog: CatalogSettings | None = None,
 ) -> VerifyResult:
-    """Reconcile the lake with the topic; `deep` (implied by `collect_ids`) reads every record."""
+    """Reconcile the lake (or, with `iceberg_table`, that table of `catalog`) with the topic; `deep`
+    (implied by `collect_ids`) reads every record."""
     store = S3Store(lake_settings)
     problems = []
     try:
@@ -49,7 +56,16 @@ def verify(
             )
             generation = owner.Generation(newest.number + 1, now)
         older = tuple(range(1, generation.number))
-        lake = read_lake(store, prefix, topic, sorted(ranges), collect_ids, deep, generation.number, older)
+        if iceberg_table:  # the table's side: loglake/verify/table_side.py
+            from loglake.table.catalog import catalog_settings
+            from loglake.verify.table_side import table_side
+
+            catalog = catalog or catalog_settings(lake_settings, {})
+            lake, ranges = table_side(catalog, iceberg_table, topic, ranges, collect_ids, deep)
+        else:
+            lake = read_lake(
+                store, prefix, topic, sorted(ranges), collect_ids, deep, generation.number, older
+            )
     finally:
         store.close()
     dead = read_dead_letters(kafka, dlq_topic or topic + defaults.DEAD_LETTER_SUFFIX, topic)
@@ -133,11 +149,22 @@ def main(argv: list[str] | None = None) -> int:
         s.to_committed,
         from_earliest=s.from_earliest,
         deep=s.deep,
+        iceberg_table=s.iceberg_table,
+        catalog=_catalog(s),
     )
     sys.stdout.write(render(result))
     if not result.ok:
         return 1
     return 0 if result.complete else EXIT_PENDING
+
+
+def _catalog(s: VerifySettings) -> CatalogSettings | None:
+    """pyiceberg's configuration of catalog `loglake` over the lake's settings (--iceberg-table only)."""
+    if not s.iceberg_table:
+        return None
+    from loglake.table.catalog import catalog_settings, configured
+
+    return catalog_settings(s.lake, configured())
 
 
 def run(argv: list[str] | None = None) -> int:
