@@ -16,9 +16,17 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Running(Protocol):
+    """A process a wait depends on: a subprocess.Popen, or a tests/processes.Child."""
+
+    args: Any
+
+    def poll(self) -> int | None: ...
 
 
 def wait_until(
@@ -28,7 +36,7 @@ def wait_until(
     ok: Callable[[T], object] = bool,
     interval: float = 0.25,
     retry_on: tuple[type[BaseException], ...] = (),
-    alive: Iterable[subprocess.Popen[Any]] = (),
+    alive: Iterable[Running] = (),
 ) -> T:
     """Call `probe` until `ok(value)` holds, and return that value.
 
@@ -136,7 +144,7 @@ class KafkaProbe:
 
 
 def wait_for_records(
-    bootstrap: str, topic: str, at_least: int, what: str, alive: Iterable[subprocess.Popen[Any]] = ()
+    bootstrap: str, topic: str, at_least: int, what: str, alive: Iterable[Running] = ()
 ) -> int:
     """Until `topic` holds `at_least` records (its high watermarks); how many it holds."""
     probe = KafkaProbe(bootstrap)
