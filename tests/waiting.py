@@ -29,6 +29,12 @@ class Running(Protocol):
     def poll(self) -> int | None: ...
 
 
+class Logged(Running, Protocol):
+    """A running process whose log lines can be searched (tests/processes.Child)."""
+
+    def last(self, pattern: str, stream: str = "err") -> re.Match[str] | None: ...
+
+
 def wait_until(
     probe: Callable[[], T],
     timeout: float,
@@ -201,7 +207,11 @@ def records_to_end(bootstrap: str, topic: str, timeout: float = 120) -> Iterator
 class Output:
     """A child's stdout and stderr, drained line by line by two threads while it runs: a test can
     wait for a log line and still have all of both streams at the end. Start the process with
-    `stdout=PIPE, stderr=PIPE, text=True` and do not read its pipes elsewhere."""
+    `stdout=PIPE, stderr=PIPE, text=True` and do not read its pipes elsewhere.
+
+    Only tests/test_kafka_python_writer.py still starts processes this way (the writer's kafka-python
+    consumer is being removed, and that file with it): the other tests start theirs through
+    tests/processes.py. Delete this class with that file."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
@@ -242,19 +252,19 @@ class Output:
 PROGRESS = r"sent=(\d+) acked=(\d+) failed=(\d+)"
 
 
-def producer_progress(output: Output) -> tuple[int, int]:
+def producer_progress(producer: Logged) -> tuple[int, int]:
     """(sent, acked) from the producer's latest progress line (`--progress-every`); (0, 0) before it."""
-    found = output.last(PROGRESS)
+    found = producer.last(PROGRESS)
     return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
-def wait_unacknowledged(output: Output, at_least: int) -> tuple[int, int]:
+def wait_unacknowledged(producer: Logged, at_least: int) -> tuple[int, int]:
     """Until the producer's latest progress line shows `at_least` events sent but not acknowledged
     (events waiting for a broker that was killed); (sent, acked) of that line."""
     return wait_until(
-        lambda: producer_progress(output),
+        lambda: producer_progress(producer),
         120,
         f"the producer's progress line showing {at_least:,} events waiting for the broker (sent, acked)",
         ok=lambda sent_acked: sent_acked[0] - sent_acked[1] >= at_least,
-        alive=[output.process],
+        alive=[producer],
     )
