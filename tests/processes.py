@@ -11,10 +11,11 @@ test process itself may carry are removed first (`clean_env`). The helper reads 
 else, so a scenario runs on whichever stack its test is given (a parametrised fixture can hand the same
 test a versitygw stack and a MinIO one).
 
-A process's stdout and stderr go to files in the test's tmp_path (pytest keeps them for a look after a
-failure); the test reads them while it runs (`lines`, `last`, `wait_for`, waiting through
-tests/waiting.py) and when it ends (`finish`). When the test ends, passed or failed, the fixture
-SIGKILLs and reaps every process still running: none outlives its test.
+A process's stdout and stderr go to files in the test's tmp_path (pytest keeps those of its last three
+sessions; failed assertions quote the output they need). The test reads them while the process runs
+(`lines`, `last`, `wait_for`, waiting through tests/waiting.py) and when it ends (`finish`). When the
+test ends, passed or failed, the fixture SIGKILLs and reaps every process still running: none outlives
+its test.
 """
 
 from __future__ import annotations
