@@ -312,6 +312,7 @@ class MemoryStore:
         self.down = False
         self.objects_fail = False  # plain puts (objects) fail, conditional creates (claims) work
         self.conflicts = 0  # conditional creates answered 409 (another create of the key under way)
+        self.refused_unseen = 0  # conditional creates refused as existing, yet nothing is there to read
         self.puts: list[str] = []
         self.requests: Counter[str] = Counter()  # calls by method
 
@@ -334,6 +335,9 @@ class MemoryStore:
         if self.conflicts:
             self.conflicts -= 1
             raise LakeRetriable(f"a conditional write of {key} conflicted with another (409)")
+        if self.refused_unseen:
+            self.refused_unseen -= 1
+            return False
         if key in self.objects:
             return False
         self._store(key, body)

@@ -281,3 +281,58 @@ def test_an_outage_shows_within_seconds_while_a_batch_waits(caplog):
         assert "the lake is back after" in caplog.text
     # nothing was due yet: the lake holds no object, only the probes saw the outage
     assert not lake_objects(w)
+
+
+def test_a_create_refused_as_existing_with_nothing_there_is_asked_again():
+    """A conditional create answered "exists" while no claim can be read yet (another create of the
+    key that then failed): the writer asks again; it never takes the claim for its own unseen."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 10)
+    a, ca, wa = w.writer(batch_records=5)
+    w.cluster.give(ca, 0)
+    w.store.refused_unseen = 1
+    settle(w, (a, wa))
+    landed_everything(w)
+    (report,) = verdicts(w)
+    assert report.ok and report.problems == []  # every object is named by a claim in the lake
+
+
+def test_a_claim_met_at_a_batchs_start_that_is_not_landed_is_read_again_and_landed():
+    """B reads on while a zombie A claims the same start (its objects never stored): B's create meets
+    A's claim, not landed, so B reads its range again and lands it as A's claim says."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 20)
+    a, ca, wa = w.writer(batch_records=10)
+    w.cluster.give(ca, 0)
+    steps(a, 2)  # A gathered 0..9; its flight waits
+    w.cluster.expire(0)
+    ca.deaf = True
+    b, cb, wb = w.writer(per_poll=3, batch_records=6)
+    w.cluster.give(cb, 0)
+    steps(b, 2)  # B resolves (nothing in the lake), gathers 0..5 and launches it
+    assert len(wb.queue) == 1
+    w.store.objects_fail = True
+    wa.run_all()  # the zombie's claim 0..9 is created, its object is not stored
+    w.store.objects_fail = False
+    wb.run_all()  # B's claim of 0..5 meets it: not landed
+    b.step()
+    assert b.parts[0].follow is not None and b.parts[0].position == 0
+    settle(w, (b, wb))
+    landed_everything(w)
+    assert [(c.start, c.end) for c in w.claims(0)][:1] == [(0, 10)]
+
+
+def test_a_partition_assigned_while_the_lake_is_down_resumes_once_it_is_back():
+    w = World(partitions=1)
+    w.cluster.produce(0, 8)
+    a, ca, wa = w.writer(batch_records=4)
+    w.store.down = True
+    w.cluster.give(ca, 0)
+    for _ in range(3):
+        a.step()
+        wa.run_all()
+        w.clock.sleep(2)
+    assert not a.parts[0].resolved and w.cluster.committed == {}
+    w.store.down = False
+    settle(w, (a, wa))
+    landed_everything(w)
