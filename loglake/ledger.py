@@ -240,8 +240,9 @@ class Ledger:
         return existing
 
     def _point_head(self, claim: Claim) -> None:
-        """Note where the partition's newest claim is. A hint only: a late or lost note costs the next
-        start-up one more listing page, never a wrong answer (`last` lists what came after it)."""
+        """Note where the partition's newest claim is. A hint only: a late, lost or missing note costs
+        the next start-up a listing of what came after it (all of the ledger when there is no note),
+        never a wrong answer; that start-up writes the note again (`last`)."""
         head = layout.head_key(self.prefix, self.topic, claim.partition, self.generation)
         self.store.put(head, Body(orjson.dumps({"start": claim.start, "end": claim.end}), "application/json"))
 
@@ -263,7 +264,8 @@ class Ledger:
         the note is current), so its cost does not grow with the lake's age."""
         prefix = layout.claims_prefix(self.prefix, self.topic, partition, self.generation)
         head = self.store.get(layout.head_key(self.prefix, self.topic, partition, self.generation))
-        after = self.key(partition, orjson.loads(head)["start"]) if head else ""
+        noted = orjson.loads(head)["start"] if head else None
+        after = self.key(partition, noted) if noted is not None else ""
         newest = after or None
         for key, _size in self.store.list(prefix, after):
             newest = key
@@ -273,7 +275,10 @@ class Ledger:
         if data is None:  # the noted claim is gone (deleted by hand): look at every key once
             keys = [key for key, _size in self.store.list(prefix)]
             data = self.store.get(keys[-1]) if keys else None
-        return Claim.from_json(data) if data is not None else None
+        claim = Claim.from_json(data) if data is not None else None
+        if claim is not None and claim.start != noted:
+            self._point_head(claim)  # missing or behind (a lake from before notes): O(1) from the next start
+        return claim
 
     def landed(self, claim: Claim) -> bool:
         """Whether every object of `claim` is stored (dead letters cannot be checked from here)."""

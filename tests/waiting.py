@@ -171,12 +171,19 @@ def kafka_errors() -> tuple[type[BaseException], ...]:
 
 def records_to_end(bootstrap: str, topic: str, timeout: float = 120) -> Iterator[Any]:
     """Every record of `topic`, read from the start up to the high watermarks taken first: exactly
-    what the topic holds at that moment, no more (no waiting for "nothing else arrives")."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    what the topic holds at that moment, no more (no waiting for "nothing else arrives"). A partition
+    is read to its end also when its last offsets hold no record a consumer sees (a transaction's
+    marker, aborted records): the client says when it reached the end."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     remaining = {p: end for p, end in KafkaProbe(bootstrap).end_offsets(topic).items() if end > 0}
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "read-to-end", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "read-to-end",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
     )
     read = 0
     try:
@@ -188,6 +195,9 @@ def records_to_end(bootstrap: str, topic: str, timeout: float = 120) -> Iterator
                 f"(partition: high watermark): {remaining}"
             )
             for message in consumer.consume(10_000, 0.5):
+                if message.error() is not None and message.error().code() == KafkaError._PARTITION_EOF:
+                    remaining.pop(message.partition(), None)
+                    continue
                 assert message.error() is None, message.error()
                 end = remaining.get(message.partition(), 0)
                 if message.offset() < end:
