@@ -407,7 +407,7 @@ class Writer:
         elif isinstance(outcome, Lost):
             self.router.count_lost(state.partition, outcome.offsets, outcome.sentence(self.ledger))
             self.buffers.give(flight.batch)
-            self._commit(state, outcome.claim.end)
+            self._reposition(state, outcome.note.cut, None)  # what Kafka still holds is claimed anew
         else:
             assert isinstance(outcome, Reposition)
             log.info(

@@ -193,8 +193,11 @@ def object_metadata(claim: Claim, entry: Entry) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class LostClaim:
-    """A claim whose records Kafka deleted (retention) before its objects were all stored: the records
-    of its stored objects are in the lake, the rest of its range is lost."""
+    """A claim whose records Kafka deleted (retention) before its objects were all stored. When none of
+    its objects was stored, only what Kafka deleted is lost (`start`..`kafka_from`-1): the partition
+    is read again from `kafka_from` and what Kafka still holds of the range is claimed anew from there
+    (`cut`). When some were, their records are in the lake, and the rest of the range is lost: another
+    claim of the records those objects hold would store them twice."""
 
     partition: int
     start: int
@@ -203,6 +206,11 @@ class LostClaim:
     stored: tuple[str, ...]  # keys of the claim's objects that were in the lake
     noted_by: str
     noted_at: str
+
+    @property
+    def cut(self) -> int:
+        """Where the partition goes on after this claim: the end of what the note covers."""
+        return self.end if self.stored else min(max(self.kafka_from, self.start), self.end)
 
     def to_json(self) -> bytes:
         return orjson.dumps(vars(self) | {"stored": list(self.stored)}, option=orjson.OPT_INDENT_2)

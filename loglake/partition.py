@@ -91,18 +91,29 @@ class Lost:
 
     @property
     def offsets(self) -> int:
-        """Records and dead letters of the claim that are not in the lake (at most)."""
+        """Offsets of the claim that are lost (at most: some of them may have held no record)."""
+        if not self.note.stored:
+            return self.note.cut - self.claim.start
         gone = [e for e in self.claim.objects if e.key not in self.note.stored]
         return sum(e.records for e in gone) + self.claim.dead_letters
 
     def sentence(self, ledger: Ledger) -> str:
         claim, note = self.claim, self.note
-        kept = len(note.stored)
         key = layout.lost_key(ledger.prefix, ledger.topic, claim.partition, claim.start, ledger.generation)
+        deleted = (
+            f"Kafka deleted offsets {claim.start}..{note.kafka_from - 1} (retention) before the claim of "
+        )
+        deleted += f"offsets {claim.start}..{claim.end - 1} was landed"
+        if not note.stored:
+            rest = (
+                f"; offsets {note.cut}..{claim.end - 1} are read again and landed"
+                if note.cut < claim.end
+                else ""
+            )
+            return f"{deleted}: none of its objects was stored, offsets {claim.start}..{note.cut - 1} are lost{rest} (noted in {key})"
         return (
-            f"Kafka deleted offsets {claim.start}..{note.kafka_from - 1} (retention) before the claim of offsets "
-            f"{claim.start}..{claim.end - 1} was landed: {kept} of its {len(claim.objects)} objects are in the "
-            f"lake, up to {self.offsets} records and dead letters of it are lost (noted in {key})"
+            f"{deleted}: {len(note.stored)} of its {len(claim.objects)} objects are in the lake, up to "
+            f"{self.offsets} records and dead letters of it are lost (noted in {key})"
         )
 
 

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from loglake import layout
-from loglake.ledger import Claim, Ledger
+from loglake.ledger import Claim, Ledger, LostClaim
 from loglake.source import EARLIEST, LATEST, SourceConsumer
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,10 @@ def after(ledger: Ledger, last: Claim) -> Resume:
     noted = ledger.store.get(
         layout.lost_key(ledger.prefix, ledger.topic, last.partition, last.start, ledger.generation)
     )
-    if noted is not None or (not last.dead_letters and ledger.landed(last)):
+    if noted is not None:
+        cut = LostClaim.from_json(noted).cut
+        return Resume(cut, None, f"after what retention deleted of the last claim ({last.start}..{cut - 1})")
+    if not last.dead_letters and ledger.landed(last):
         return Resume(last.end, None, f"after the last claim ({last.start}..{last.end - 1}), landed")
     return Resume(last.start, last, f"at the last claim ({last.start}..{last.end - 1}), to land it")
 

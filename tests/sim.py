@@ -313,6 +313,7 @@ class MemoryStore:
         self.objects_fail = False  # plain puts (objects) fail, conditional creates (claims) work
         self.conflicts = 0  # conditional creates answered 409 (another create of the key under way)
         self.refused_unseen = 0  # conditional creates refused as existing, yet nothing is there to read
+        self.fail_after_puts = -1  # >= 0: that many more plain puts succeed, then they fail
         self.puts: list[str] = []
         self.requests: Counter[str] = Counter()  # calls by method
 
@@ -322,8 +323,10 @@ class MemoryStore:
 
     def put(self, key: str, body: Body) -> None:
         self._check()
-        if self.objects_fail:
+        if self.objects_fail or self.fail_after_puts == 0:
             raise LakeRetriable("the upload failed (simulated)")
+        if self.fail_after_puts > 0 and "/_loglake/" not in key:
+            self.fail_after_puts -= 1
         self._store(key, body)
 
     def _store(self, key: str, body: Body) -> None:

@@ -82,7 +82,9 @@ def test_retention_that_deletes_what_no_claim_holds_is_named_lost_and_the_writer
     assert any("10..14" in what for what in report.deleted_ranges)
 
 
-def test_a_claim_kafka_deleted_before_it_landed_is_noted_lost_and_the_partition_goes_on(caplog):
+def test_a_claim_kafka_deleted_part_of_before_it_landed_is_noted_and_the_rest_is_landed(caplog):
+    """A claim whose objects were never stored, and whose first offsets retention deleted: only what
+    Kafka deleted is lost (named); what it still holds of the claim is claimed anew and landed."""
     w = World(partitions=1)
     w.cluster.produce(0, 20)
     a, ca, wa = w.writer(batch_records=10)
@@ -98,13 +100,39 @@ def test_a_claim_kafka_deleted_before_it_landed_is_noted_lost_and_the_partition_
     with caplog.at_level(logging.ERROR, "loglake.consume"):
         settle(w, (b, wb))
     assert "Kafka deleted offsets 0..3 (retention) before the claim of offsets 0..9 was landed" in caplog.text
-    assert "up to 10 records and dead letters of it are lost" in caplog.text
+    assert "offsets 0..3 are lost; offsets 4..9 are read again and landed" in caplog.text
     notes = Ledger(w.store, "topics", TOPIC).lost(0)
-    assert list(notes) == [0] and notes[0].kafka_from == 4
-    assert w.cluster.committed == {0: 20}
+    assert list(notes) == [0] and notes[0].kafka_from == 4 and notes[0].cut == 4
+    assert b.lost_offsets == 4 and w.cluster.committed == {0: 20}
+    assert [c.start for c in w.claims(0)][:2] == [0, 4]
     (report,) = verdicts(w)
-    assert report.deleted == 10 and report.missing == 0 and report.duplicated == 0
-    assert w.problems(upto={0: 20})[:1] == ["partition 0 offset 0: 0 copies"]  # named, not hidden
+    assert report.deleted == 4 and report.missing == 0 and report.duplicated == 0 and report.problems == []
+    assert w.problems() == [f"partition 0 offset {o}: 0 copies" for o in range(4)]  # named, not hidden
+
+
+def test_a_claim_partly_stored_when_kafka_deleted_its_start_keeps_its_objects_and_loses_the_rest():
+    """Some of the claim's objects are in the lake: their records stay the only copies; the rest of the
+    claim's range is lost to retention (another claim of it would store those objects' records twice)."""
+    w = World(partitions=1)
+    for hour in (0, 1):
+        w.cluster.produce(0, 5, hour=hour)  # two folders: two objects per claim of 0..9
+    w.cluster.produce(0, 10)
+    a, ca, wa = w.writer(batch_records=10)
+    w.cluster.give(ca, 0)
+    steps(a, 2)
+    w.store.fail_after_puts = 1  # the first object is stored, then the lake fails
+    wa.run_all()
+    w.store.fail_after_puts = -1
+    w.cluster.owner[0] = None
+    w.cluster.low[0] = 2
+    b, cb, wb = w.writer(batch_records=10)
+    w.cluster.give(cb, 0)
+    settle(w, (b, wb))
+    notes = Ledger(w.store, "topics", TOPIC).lost(0)
+    assert len(notes[0].stored) == 1 and notes[0].cut == 10
+    (report,) = verdicts(w)
+    assert report.duplicated == 0 and report.missing == 0 and report.deleted == 5
+    assert w.cluster.committed == {0: 20}
 
 
 def test_expired_group_offsets_and_start_from_latest_resume_after_the_lakes_last_claim():

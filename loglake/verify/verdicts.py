@@ -151,6 +151,8 @@ class _Counting:
                 self.landed_claim(claim)
             elif claim.start in self.notes:
                 self.lost_claim(claim, self.notes[claim.start])
+                position = max(position, self.notes[claim.start].cut)
+                continue
             else:
                 self.not_stored(claim.start, claim.end)
             position = max(position, claim.end)
@@ -200,19 +202,21 @@ class _Counting:
                 r.notes.append(why)
 
     def lost_claim(self, claim: Claim, note: LostClaim) -> None:
-        """A claim Kafka deleted records of before it landed: what its stored objects hold is in the
-        lake; the rest of its records is lost to retention (named)."""
+        """A claim Kafka deleted records of before it landed. None of its objects stored: what Kafka
+        deleted (start..kafka_from-1) is lost to retention, named, and the rest was claimed anew. Some
+        stored: their records are in the lake; the rest of its range is lost to retention, named."""
         r = self.report
+        end = note.cut
         if self.deep:
-            present, extra = self.stored(claim.start, claim.end)
+            present, extra = self.stored(claim.start, end)
             r.duplicated += extra
         else:
             present = sum(e.records for e in claim.objects if e.key in note.stored)
         r.in_lake += present
-        letters = self.dead.between(claim.start, claim.end)
-        gone = (claim.end - claim.start) - present - letters - claim.absent - claim.lost_offsets
+        letters = self.dead.between(claim.start, end)
+        gaps = claim.absent + claim.lost_offsets if end == claim.end else 0
         r.deleted_before_landed(
-            max(gone, 0),
+            max((end - claim.start) - present - letters - gaps, 0),
             f"claim {claim.start}..{claim.end - 1} (Kafka deleted offsets from {claim.start} up to "
             f"{note.kafka_from - 1} before it was landed; noted by {note.noted_by} at {note.noted_at})",
         )
