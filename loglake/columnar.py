@@ -36,10 +36,10 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import sub
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -78,7 +78,8 @@ KAFKA_TYPE = pa.struct(
         ("timestamp", TIME),
     ]
 )
-_CANONICAL_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+# a second 60 (a leap second) is not canonical: Arrow's timestamps have none (stored as the next second)
+_CANONICAL_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:[0-5]\d\.\d{3}Z$"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ _PARSE = pa_json.ParseOptions(
 # One thread per read: the writer already encodes one object per partition at once beside its consuming
 # thread, and Arrow's threaded reader cost 8.4 µs of CPU per event against 5.0 µs on one thread (in
 # 4 MiB blocks; 32,768 generated events, AMD EPYC, 2 cores).
-_READ = pa_json.ReadOptions(use_threads=False, block_size=4 << 20)
+BLOCK = 4 << 20
+_READ = pa_json.ReadOptions(use_threads=False, block_size=BLOCK)
 # A value fits when it decodes into this struct: schema fields only, FIELDS present, types and
 # ranges of the columns, no null where the schema has none (optional fields default to None, so an
 # explicit null fails: it would decode as an absent field).
@@ -189,12 +191,12 @@ def _events(records: FolderRecords, lo: int, hi: int) -> pa.Table:
     table = None
     if data.find(b"\n", begin, end) < 0 and data.find(b"\r", begin, end) < 0:  # one value per line for Arrow
         try:
-            table = _read(_lines(records, lo, hi))
+            table = _read(_lines(records, lo, hi), _longest(records, lo, hi))
         except pa.ArrowInvalid:
             table = None  # some value has other fields or types than the columns: row by row below
     if table is None:
         lines, unfit = _conform([records.value(i) for i in range(lo, hi)])
-        table = _read(pa.py_buffer(b"\n".join(lines)))
+        table = _read(pa.py_buffer(b"\n".join(lines)), max(map(len, lines), default=0))
     else:
         nulls, other_nulls = _rows_with_null(records, lo, hi)
         unfit = {i for i in other_nulls if not _fits(records.value(lo + i))}
@@ -223,8 +225,20 @@ def _lines(records: FolderRecords, lo: int, hi: int) -> pa.Buffer:
     return pc.binary_join(one_list, _NEWLINE)[0].as_buffer()
 
 
-def _read(data: pa.Buffer) -> pa.Table:
-    return pa_json.read_json(data, read_options=_READ, parse_options=_PARSE).combine_chunks()
+def _read(data: pa.Buffer, longest: int) -> pa.Table:
+    """The table of `data` (one value per line, the longest `longest` bytes): Arrow reads in blocks,
+    and a line must fit in one."""
+    options = _READ
+    if longest >= BLOCK:
+        options = pa_json.ReadOptions(use_threads=False, block_size=min(longest + 1, 2**31 - 1))
+    return pa_json.read_json(data, read_options=options, parse_options=_PARSE).combine_chunks()
+
+
+def _longest(records: FolderRecords, lo: int, hi: int) -> int:
+    """The length of the longest of values lo..hi-1."""
+    ends = records.ends
+    rest = max(map(sub, ends[lo + 1 : hi], ends[lo : hi - 1]), default=0)
+    return max(ends[lo] - records.begin(lo), rest)
 
 
 def _fits(value: bytes) -> bool:
@@ -241,11 +255,20 @@ def _conform(values: list[bytes]) -> tuple[list[bytes], set[int]]:
     lines, unfit = [], set()
     for i, value in enumerate(values):
         try:
-            lines.append(_encode(_decode_fitting(value)))
+            line = _encode(_decode_fitting(value))
         except msgspec.ValidationError:
             unfit.add(i)
-            lines.append(_encode(_fitting_part(orjson.loads(value))))
+            lines.append(_encode(_fitting_part(events.decode(value))))
+            continue
+        if _keys(line) != _keys(value):  # a field given twice: the columns hold the last, `_raw` all
+            unfit.add(i)
+        lines.append(line)
     return lines, unfit
+
+
+def _keys(value: bytes) -> int:
+    """How many keys a JSON value holds (a colon outside strings begins a key's value)."""
+    return events.without_strings(value).count(b":")
 
 
 def _fitting_part(event: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +401,7 @@ def records_of(table: pa.Table) -> Iterator[dict[str, Any]]:
     for (topic, partition, offset, timestamp), original, row in zip(coordinates, raw, rows, strict=True):
         kafka_field = {"topic": topic, "partition": partition, "offset": offset, "timestamp": timestamp}
         if original is not None:
-            yield {KAFKA: kafka_field, **orjson.loads(original)}
+            yield {KAFKA: kafka_field, **events.decode(original)}
             continue
         record = {KAFKA: kafka_field}
         record.update(zip(names, row, strict=True))
