@@ -418,19 +418,19 @@ def _reject(value: bytes, refusal: msgspec.DecodeError | None) -> None:
     """Raise the Rejection that says why `value` is not a JSON object with the required fields
     (`refusal`: what decoding its head said)."""
     _check_utf8(value)
+    if value.startswith(_BOM):
+        raise Rejection(
+            "invalid-json", "the value starts with a byte order mark, which JSON text must not have"
+        )
     try:
-        event = msgspec.json.decode(value)
-    except msgspec.DecodeError as exc:
-        if value.startswith(_BOM):
-            raise Rejection(
-                "invalid-json", "the value starts with a byte order mark, which JSON text must not have"
-            ) from None
-        if _has_lone_surrogate(value):
-            raise Rejection(
-                "lone-surrogate",
-                "a string holds a \\uD800-\\uDFFF escape without its pair: not a Unicode character",
-            ) from None
+        event = decode(value)  # as the lake reads it: numbers past a double's range too
+    except (ValueError, RecursionError) as exc:
         raise Rejection("invalid-json", f"the value is not valid JSON: {exc}") from None
+    if _has_lone_surrogate(event):
+        raise Rejection(
+            "lone-surrogate",
+            "a string holds a \\uD800-\\uDFFF escape without its pair: not a Unicode character",
+        )
     if type(event) is not dict:
         kind = _JSON_TYPES.get(type(event), type(event).__name__)
         raise Rejection("not-an-object", f"the value is a JSON {kind}, not an object")
@@ -445,14 +445,11 @@ def _reject(value: bytes, refusal: msgspec.DecodeError | None) -> None:
     raise Rejection("wrong-type", f"a field is given twice, once of the wrong type: {refusal}")
 
 
-def _has_lone_surrogate(value: bytes) -> bool:
-    """Whether `value` is JSON text that msgspec refuses only for a `\\uD800`-`\\uDFFF` escape without
-    its pair (Python's json takes it, and cannot write the string as UTF-8)."""
+def _has_lone_surrogate(event: Any) -> bool:
+    """Whether a decoded value holds a string with an unpaired surrogate (Python's json takes a
+    `\\ud800` escape alone, which no UTF-8 text can hold)."""
     try:
-        parsed = json.loads(value.decode(), parse_int=str, parse_float=str, parse_constant=_no_constant)
-        json.dumps(parsed, ensure_ascii=False).encode()
+        json.dumps(event, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return True
-    except (ValueError, RecursionError):
-        return False
     return False
