@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loglake import deadletter, events, formats
 from loglake.formats import Recipe
@@ -66,6 +69,25 @@ def test_an_edge_record_lands_the_same_in_every_format_or_is_a_dead_letter(edge:
         date, hour, _ms = routed.found[1]
         ms = events.parse_event_time(records[1]["event_time"])
         assert events.utc_date_hour(ms) == (date, hour)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.integers(events.MIN_EVENT_MS, events.MAX_EVENT_MS), st.integers(-(23 * 60 + 59), 23 * 60 + 59))
+def test_event_times_read_back_as_written_across_every_year_and_offset(ms, offset_minutes):
+    """The time functions against Python's datetime (another implementation of the same calendar)."""
+    text = events.format_event_time(ms)
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert text == f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    assert events.parse_event_time(text) == ms
+    assert events.utc_date_hour(ms) == (f"{moment.year:04d}-{moment:%m-%d}", f"{moment.hour:02d}")
+    sign = "-" if offset_minutes < 0 else "+"
+    zone = f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    try:
+        local = moment + timedelta(minutes=offset_minutes)  # the same instant written at another offset
+    except OverflowError:
+        return  # written in year 0 or 10000: datetime has no such year to compare with
+    written = f"{local.year:04d}-{local:%m-%dT%H:%M:%S}.{ms % 1000:03d}{zone}"
+    assert events.parse_event_time(written) == ms
 
 
 def test_an_unexpected_exception_while_validating_is_the_records_dead_letter(monkeypatch):
