@@ -395,14 +395,17 @@ def _check_utf8(value: bytes) -> None:
         ) from None
 
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def without_strings(value: bytes) -> bytes:
-    """JSON text with its strings (keys and values) cut out: the structure and the other values."""
-    return _STRING.sub(b"", value)
+    """JSON text with its strings (keys and values) cut out: the structure and the other values. Once
+    the escaped backslashes and then the escaped quotes are gone, every quote left in valid JSON opens
+    or closes a string. Linear whatever the bytes (a regex over strings restarts inside unterminated
+    ones), and in C."""
+    plain = value.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(plain.split(b'"')[::2])
 
 
 def nesting(value: bytes) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from datetime import datetime
 
@@ -26,17 +27,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loglake import events
+from loglake import events, layout
 from loglake.formats import Recipe
 from tests import edge_records
 from tests.test_edge_records import KINDS
 
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 EXAMPLES = int(os.environ.get("LOGLAKE_FUZZ_EXAMPLES", "5000"))
 MAX_BYTES = 64 * 1024
+# Parquet in the partition layout (one folder, so one object, per example: Parquet is most of the
+# fuzzer's time), the JSON formats in the time layout (a folder per hour)
 RECIPES = {
     "jsonl": Recipe(format="jsonl", compression="gzip", max_record_bytes=MAX_BYTES),
     "json": Recipe(format="json", compression="none", max_record_bytes=MAX_BYTES),
-    "parquet": Recipe(format="parquet", compression="snappy", max_record_bytes=MAX_BYTES),
+    "parquet": Recipe(layout="partition", format="parquet", compression="snappy", max_record_bytes=MAX_BYTES),
 }
 
 # ------------------------------------------------------------------------------- the grammar
@@ -245,6 +249,9 @@ def check_landed(value: bytes, record: dict, found: tuple[str, str, int]) -> Non
     assert events.RESERVED_FIELD not in read
     ms = events.parse_event_time(record["event_time"])
     assert (*events.utc_date_hour(ms), ms) == found  # its folder and time are the time it holds
+    date, hour, _ms = found
+    assert layout.lake_partition("time", date, hour, 0) == f"dt={date}/hour={hour}"  # nothing to sanitise
+    assert DATE.fullmatch(date) and 0 <= int(hour) <= 23
 
 
 @settings(
@@ -265,7 +272,12 @@ def test_every_edge_record_is_landed_alike_in_every_format_or_a_dead_letter(valu
     for offset, quick in routed.quick.items():
         if quick is not None:  # the short way agrees with the long one
             assert events.validate(batch_values[offset], MAX_BYTES) == quick
-    read = {name: edge_records.stored(routed, recipe) for name, recipe in RECIPES.items()}
+    by_partition = edge_records.route(batch_values, RECIPES["parquet"])
+    assert by_partition.found == routed.found
+    read = {
+        name: edge_records.stored(routed, recipe) for name, recipe in RECIPES.items() if name != "parquet"
+    }
+    read["parquet"] = edge_records.stored(by_partition, RECIPES["parquet"])
     assert read["jsonl"] == read["json"] == read["parquet"]
     assert set(read["jsonl"]) == set(routed.found)
     assert {0, len(batch_values) - 1} <= set(routed.found)
