@@ -358,12 +358,15 @@ def _timestamps(text: pa.Array) -> tuple[pa.Array, list[int]]:
 def _decimals(numbers: pa.Array, stored: pa.Decimal128Type) -> tuple[pa.Array, list[int]]:
     """`numbers` as `stored` decimals; values with more digits than it keeps (or too large) are null
     and their rows unfit. Exact: a value fits when the decimal, read back as a float the way
-    `records_of` does, is the same float."""
+    `records_of` does, is the same float, its sign too."""
     scale = stored.scale
     limit = min(10 ** (stored.precision - scale) - 1, 2**53 / 10**scale)  # no rounding up past precision
     in_range = pc.less(pc.abs(numbers), limit)
     decimals = pc.if_else(in_range, numbers, pa.scalar(None, pa.float64())).cast(stored)
     exact = pc.equal(_floats(decimals), numbers)
+    # -0.0 equals 0.0 but reads back without its sign (a decimal has none): exact only in `_raw`
+    negative_zero = pc.equal(numbers.view(pa.int64()), pa.scalar(-(2**63), pa.int64()))
+    exact = pc.and_(exact, pc.invert(negative_zero))
     unfit = pc.and_(pc.is_valid(numbers), pc.invert(pc.fill_null(exact, False)))
     if not pc.any(unfit).as_py():
         return decimals, []

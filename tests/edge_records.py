@@ -8,6 +8,7 @@ no encoder writes: a number past a double's range, a key given twice, an unpaire
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,12 @@ EDGES: list[Edge] = [
     Edge("integer past uint64", lambda i: raw(i, bytes_sent=b"-18446744073709551617"), None),
     Edge("integer of 400 digits", lambda i: raw(i, status=b"1" + b"0" * 399), None),
     Edge("integer past Python's 4300 digits", lambda i: raw(i, (b'"n"', b"7" * 5000)), None),
-    Edge("-0, 1E+2 and 2.00e2", lambda i: raw(i, seq=b"-0", status=b"1E+2", bytes_sent=b"2.00e2"), None),
+    Edge(
+        "-0, -0.0, 1E+2 and 2.00e2",
+        lambda i: raw(i, seq=b"-0", status=b"1E+2", bytes_sent=b"2.00e2"),
+        None,
+    ),
+    Edge("-0.0 and 5 in decimal columns", lambda i: raw(i, latency_ms=b"-0.0", amount=b"5"), None),
     Edge("exponent of 21 digits", lambda i: raw(i, (b'"x"', b"0.5e-000000000000000000400")), None),
     Edge("numbers as strings, strings as numbers", lambda i: raw(i, status=b'"200"', host=b"7"), None),
     # nesting
@@ -285,3 +291,32 @@ def expected(value: bytes, offset: int) -> dict[str, Any]:
         "_kafka": {"topic": "log-data", "partition": 0, "offset": offset, "timestamp": 1_795_554_184_123},
         **events.decode(value),
     }
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two decoded JSON values are the same JSON value: stricter than `==`, which takes True for
+    1 and -0.0 for 0.0; a number is a number whether read as an int or a float (JSON has one kind, and
+    Parquet's decimal columns read `5` back as 5.0); keys in any order. Without recursion: values may
+    nest 512 levels."""
+    pairs = [(a, b)]
+    while pairs:
+        x, y = pairs.pop()
+        if isinstance(x, bool) or isinstance(y, bool) or x is None or y is None:
+            if x is not y:
+                return False
+        elif isinstance(x, int | float) and isinstance(y, int | float):
+            if not (x == y and math.copysign(1, x) == math.copysign(1, y)):
+                return False
+        elif type(x) is not type(y):
+            return False
+        elif isinstance(x, dict):
+            if x.keys() != y.keys():
+                return False
+            pairs.extend((v, y[k]) for k, v in x.items())
+        elif isinstance(x, list):
+            if len(x) != len(y):
+                return False
+            pairs.extend(zip(x, y, strict=True))
+        elif x != y:
+            return False
+    return True

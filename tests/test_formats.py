@@ -128,13 +128,13 @@ UNFIT = {
     "a key given twice": variant()[:-1] + b',"status":503}',
     "latency past a double's range": variant(latency_ms=0)[:-1] + b',"latency_ms":1e400}',
     "a leap second": variant(event_time="2016-12-31T23:59:60.500Z"),
+    "negative zero latency (a decimal has no sign of zero)": variant(latency_ms=-0.0),
 }
 FITTING = {
     "referrer null": variant(referrer=None),
     "a string that says null": variant(path="/null/nullable", referrer="null"),
     "an int amount": variant(amount=12, currency="EUR"),
     "unicode and escapes": variant(path='/caf\u00e9/"q"\\\n'),
-    "negative zero latency": variant(latency_ms=-0.0),
     "the first millisecond of year 1": variant(event_time="0001-01-01T00:00:00.000Z"),
     "the last millisecond of year 9999": variant(event_time="9999-12-31T23:59:59.999Z"),
 }
