@@ -195,8 +195,11 @@ def _events(records: FolderRecords, lo: int, hi: int) -> pa.Table:
         except pa.ArrowInvalid:
             table = None  # some value has other fields or types than the columns: row by row below
     if table is None:
-        lines, unfit = _conform([records.value(i) for i in range(lo, hi)])
+        values = [records.value(i) for i in range(lo, hi)]
+        lines, unfit = _conform(values)
         table = _read(pa.py_buffer(b"\n".join(lines)), max(map(len, lines), default=0))
+        fitting = [i for i in range(hi - lo) if i not in unfit]
+        unfit.update(_given_twice([values[i] for i in fitting], fitting))
     else:
         nulls, other_nulls = _rows_with_null(records, lo, hi)
         unfit = {i for i in other_nulls if not _fits(records.value(lo + i))}
@@ -255,20 +258,29 @@ def _conform(values: list[bytes]) -> tuple[list[bytes], set[int]]:
     lines, unfit = [], set()
     for i, value in enumerate(values):
         try:
-            line = _encode(_decode_fitting(value))
+            lines.append(_encode(_decode_fitting(value)))
         except msgspec.ValidationError:
             unfit.add(i)
             lines.append(_encode(_fitting_part(events.decode(value))))
-            continue
-        if _keys(line) != _keys(value):  # a field given twice: the columns hold the last, `_raw` all
-            unfit.add(i)
-        lines.append(line)
     return lines, unfit
 
 
-def _keys(value: bytes) -> int:
-    """How many keys a JSON value holds (a colon outside strings begins a key's value)."""
-    return events.without_strings(value).count(b":")
+def _given_twice(values: list[bytes], rows: list[int]) -> set[int]:
+    """Of `values` (events that fit the columns, msgspec taking the last of a key given twice), the
+    rows that give a key twice: Arrow's reader refuses those, so one read of them all usually says
+    none, and halving finds the few (their columns hold the last value, `_raw` the event as it came).
+    A value Arrow refuses for another reason is kept in `_raw` too: exact either way."""
+    if not values:
+        return set()
+    lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]  # line breaks: whitespace
+    try:
+        _read(pa.py_buffer(b"\n".join(lines)), max(map(len, lines)))
+    except pa.ArrowInvalid:
+        if len(values) == 1:
+            return set(rows)
+        half = len(values) // 2
+        return _given_twice(values[:half], rows[:half]) | _given_twice(values[half:], rows[half:])
+    return set()
 
 
 def _fitting_part(event: dict[str, Any]) -> dict[str, Any]:

@@ -352,10 +352,12 @@ def _validate(value: bytes | None, max_bytes: int) -> tuple[str, str, int]:
         raise Rejection("too-large", f"the value is {len(value)} bytes, over the limit of {max_bytes}")
     if not value.isascii():
         _check_utf8(value)
-    if len(value) > _SHALLOW and value.count(b"[") + value.count(b"{") > MAX_DEPTH:
-        depth = nesting(value)
-        if depth > MAX_DEPTH:
-            raise Rejection("too-deep", f"the value nests {depth} levels deep, over the limit of {MAX_DEPTH}")
+    if (
+        len(value) > _SHALLOW
+        and value.count(b"[") + value.count(b"{") > MAX_DEPTH
+        and deeper_than(value, MAX_DEPTH)
+    ):
+        raise Rejection("too-deep", f"the value nests more than {MAX_DEPTH} levels deep")
     try:
         head = _decode_head(value)
     except msgspec.DecodeError as exc:
@@ -395,23 +397,30 @@ def _check_utf8(value: bytes) -> None:
         ) from None
 
 
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))  # deleted: all but quotes and brackets
+# strings (their escapes gone, so a quote opens or closes one) skipped, then a run of brackets; possessive,
+# so no backtracking: linear whatever the bytes
+_BRACKETS = re.compile(rb'(?:"[^"]*+"?+)*+([\[\]{}]++)')
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-def without_strings(value: bytes) -> bytes:
-    """JSON text with its strings (keys and values) cut out: the structure and the other values. Once
-    the escaped backslashes and then the escaped quotes are gone, every quote left in valid JSON opens
-    or closes a string. Linear whatever the bytes (a regex over strings restarts inside unterminated
-    ones), and in C."""
-    plain = value.replace(b"\\\\", b"").replace(b'\\"', b"")
-    return b"".join(plain.split(b'"')[::2])
-
-
-def nesting(value: bytes) -> int:
-    """How many levels deep `value` (JSON) nests: brackets outside strings, counted in C."""
-    brackets = without_strings(value).translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+def deeper_than(value: bytes, limit: int) -> bool:
+    """Whether `value` (JSON text) nests more than `limit` levels: its brackets outside strings. Once
+    the escaped backslashes and then the escaped quotes are gone, every quote left opens or closes a
+    string. In C but for one step per run of brackets; linear in time, and in memory whatever the bytes."""
+    skeleton = value.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _STRUCTURE)
+    if skeleton.count(b'"') % 2:  # a string never closed (not JSON): what follows it is inside it
+        skeleton = skeleton[: skeleton.rfind(b'"')]
+    depth = 0
+    for match in _BRACKETS.finditer(skeleton):
+        run = match.group(1)
+        opened = run.count(b"[") + run.count(b"{")
+        if depth + opened > limit:
+            levels = accumulate(map(_STEP.__getitem__, run), initial=depth)
+            if next(filter(limit.__lt__, levels), None) is not None:
+                return True
+        depth += 2 * opened - len(run)
+    return False
 
 
 _BOM = b"\xef\xbb\xbf"
