@@ -118,6 +118,12 @@ EDGES: list[Edge] = [
     # nesting
     Edge("nested to the limit (512 levels)", lambda i: raw(i, (b'"ctx"', nested(511))), None),
     Edge("nested one level past the limit", lambda i: raw(i, (b'"ctx"', nested(512))), "too-deep"),
+    Edge("2,000 brackets inside a string", lambda i: raw(i, path=b'"' + b"[{" * 1000 + b'"'), None),
+    Edge(
+        "600 small objects in an array (2,402 brackets, 4 levels)",
+        lambda i: raw(i, (b'"items"', b"[" + b",".join([b'{"n":[1]}'] * 600) + b"]")),
+        None,
+    ),
     Edge("nested 3,000 levels", lambda i: raw(i, (b'"ctx"', nested(3000))), "too-deep"),
     # event times
     Edge("year 1 at +14:00", timed(b"0001-01-01T00:00:00.000+14:00"), "bad-event-time"),

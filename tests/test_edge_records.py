@@ -1,4 +1,4 @@
-"""Records at the edges of JSON and of the event's types (tests/edge_records.py: 54 classes), each
+"""Records at the edges of JSON and of the event's types (tests/edge_records.py: 56 classes), each
 landed or dead-lettered by the rule of docs/lake-writer.md ("Edge records"), the same in every format:
 first through the writer's own path in-process, then on the real stack, interleaved with good events,
 in JSON Lines and in Parquet, where the writer must exit 0 and every record must be once in the lake
@@ -161,7 +161,7 @@ def lake_records(s3, bucket: str, prefix: str) -> tuple[Counter[int], dict[int, 
 def test_edge_records_between_good_events_land_or_are_dead_letters_exactly_once(
     stack_env, new_topic, s3, fmt
 ):
-    """54 classes of edge records (tests/edge_records.py), each between two good events, through the
+    """56 classes of edge records (tests/edge_records.py), each between two good events, through the
     real writer: it exits 0; every offset is once in the lake or once on `.dlq` (the edges where the
     rule says, with the kind it names and the original bytes); every good event is in the lake;
     `verify --deep` is OK."""
