@@ -5,7 +5,7 @@ test:
 	scripts/test
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports --no-logo
 
 # Every picture from the source beside it: Graphviz (apt-get install graphviz) for the architecture,
 # matplotlib (.venv/bin/pip install matplotlib; not a loglake dependency) for the others.

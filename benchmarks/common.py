@@ -214,14 +214,14 @@ def run_measured(argv: list[str], name: str = "", timeout: float = 900) -> tuple
 def kafka_tool_argv(tool: str, args: list[str]) -> list[str]:
     """The java command of one of Kafka's tools from the stack's jars (of the instance LOGLAKE_STACK_NAME
     names, as `scripts/stack` would pick it), to run as our own child: its CPU and RSS are then the JVM's."""
-    from loglake.stack import fetch
+    from loglake.stack import fetch, kafka_servers
     from loglake.stack.cluster import StackConfig
     from loglake.stack.services import Instance
 
     home = Path(os.environ.get("LOGLAKE_STACK_HOME", REPO / ".stack"))
     state = home / os.environ.get("LOGLAKE_STACK_NAME", "default") / "stack.json"
     inst = Instance(home, StackConfig.load(state))
-    return inst.kafka_tool_argv(fetch.kafka_libs(inst.cache, inst.cfg.kafka_version), tool, args)
+    return kafka_servers.tool_argv(inst, fetch.kafka_libs(inst.cache, inst.cfg.kafka_version), tool, args)
 
 
 def per_million(cpu: float, events: int) -> float:

@@ -84,8 +84,9 @@ class Counted:
 def count_json_lines(prefix: str, event_id: str = "event_id", envelope: str | None = None) -> Counted:
     """Read back every object under `prefix` (JSON Lines, gzip'd when the key ends in .gz) and count its
     records and distinct event ids; `envelope`: the field that holds the event, if the sink wraps it."""
+    from loglake.flags import Parser, values_of
     from loglake.lake import S3Store
-    from loglake.settings import LakeSettings, Parser, values_of
+    from loglake.settings import LakeSettings
 
     store = S3Store(values_of(LakeSettings, Parser(LakeSettings, prog="bench").parse_args([])))
     objects = stored = records = 0

@@ -186,7 +186,8 @@ def profile_kafka_python(bootstrap: str, topic: str, events: int) -> str:
     from loglake.settings import KafkaSettings, ProducerSettings
 
     settings = ProducerSettings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap, client="kafka-python"),
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka_client="kafka-python",
         topic=topic,
         count=events,
         rate=0,

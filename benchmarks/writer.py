@@ -132,8 +132,9 @@ def verify_seconds(topic: str, prefix: str, group: str, *how: str) -> float:
 def lake_bytes(topic: str, prefix: str, fmt: str) -> int:
     """Bytes of the objects of format `fmt` the benchmark's writer stored."""
     from loglake import formats, layout
+    from loglake.flags import Parser, values_of
     from loglake.lake import S3Store
-    from loglake.settings import LakeSettings, Parser, values_of
+    from loglake.settings import LakeSettings
 
     lake = values_of(LakeSettings, Parser(LakeSettings, prog="bench").parse_args([]))
     store = S3Store(lake)
@@ -148,7 +149,7 @@ def lake_bytes(topic: str, prefix: str, fmt: str) -> int:
 def query_seconds(topic: str, prefix: str, fmt: str) -> dict[str, float]:
     """Median seconds of 3 runs of each query of the docs, on the benchmark's lake."""
     from benchmarks.lakesql import QUERIES, LakeSqlSettings, connect, timed, view_sql
-    from loglake.settings import Parser, values_of
+    from loglake.flags import Parser, values_of
 
     s = values_of(LakeSqlSettings, Parser(LakeSqlSettings, prog="bench").parse_args([]))
     s = type(s)(lake=s.lake, topic=topic, prefix=prefix, fmt=fmt)
@@ -329,12 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="jsonl", help="the writer's --format (default: jsonl)")
     p.add_argument("--writer-args", default="", help="extra flags for receive_faking_data.py")
     p.add_argument(
-        "--kafka-client",
-        choices=["confluent", "kafka-python"],
-        default="confluent",
-        help="the writer's Kafka client",
-    )
-    p.add_argument(
         "--peers", action="store_true", help="also land the topic with the peers (benchmarks/peers.py)"
     )
     p.add_argument(
@@ -355,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         say(connect)
     topic = fill(bootstrap, ns.events)
     say(f"topic {topic}: {ns.events:,} events in 3 partitions; {ns.runs} run(s)")
-    writer_args = ["--format", ns.format, "--kafka-client", ns.kafka_client, "--idle-flush", "1"]
+    writer_args = ["--format", ns.format, "--idle-flush", "1"]
     o = Options(
         bootstrap,
         topic,

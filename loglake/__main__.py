@@ -1,4 +1,5 @@
-"""`python -m loglake COMMAND ...`: produce (= faking_data.py), write (= receive_faking_data.py), verify."""
+"""`python -m loglake COMMAND ...`: produce (= faking_data.py), write (= receive_faking_data.py), verify,
+table (Iceberg table maintenance)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import sys
 
 
 def main() -> int:
-    commands = {"produce": "loglake.produce", "write": "loglake.cli", "verify": "loglake.verify"}
+    commands = {
+        "produce": "loglake.produce",
+        "write": "loglake.cli",
+        "verify": "loglake.verify",
+        "table": "loglake.table.cli",
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.stderr.write(f"usage: python -m loglake {{{','.join(commands)}}} [--help]\n")
         return 2

@@ -136,8 +136,11 @@ class Rejected:
 
 @dataclass
 class Batch:
-    """Offsets `start` .. `next - 1` of one Kafka partition, every one of them handled: stored in a
-    folder or rejected. `next` is the offset to commit once the batch is in the lake."""
+    """Offsets `start` .. `next - 1` of one Kafka partition, every one of them accounted for: a record
+    stored in a folder or rejected, an offset Kafka holds no record for (`absent`: a transaction
+    marker, an aborted or compacted record), or one deleted by retention before it was read (`lost`).
+    `start` is where the batch began reading (the end of the claim before); `next` is the offset to
+    commit once the batch is in the lake."""
 
     topic: str
     partition: int
@@ -147,6 +150,20 @@ class Batch:
     rejected: list[Rejected] = field(default_factory=list)
     created: float = field(default_factory=time.monotonic)
     buffers: Buffers | None = None  # where its folders' buffers come from (None: their own)
+    absent: int = 0
+    lost: list[tuple[int, int]] = field(default_factory=list)
+
+    def skip(self, upto: int, deleted_below: int = -1) -> None:
+        """Offsets from `next` (or `start`) up to `upto` hold no record this batch will see: those
+        below `deleted_below` were deleted by retention, the rest Kafka never held as records."""
+        begin = self.next if self.next >= 0 else self.start
+        if upto <= begin:
+            return
+        gone = min(max(deleted_below, begin), upto)
+        if gone > begin:
+            self.lost.append((begin, gone))
+        self.absent += upto - gone
+        self.next = upto
 
     def folder(self, name: str, offset: int) -> FolderRecords:
         """The records of folder `name`, created with `offset` as its first."""

@@ -1,5 +1,5 @@
 """The lake writer's command line (`receive_faking_data.py`, `python -m loglake write`): flags ->
-WriterSettings -> a Writer wired to confluent-kafka (or kafka-python), S3 and the dead-letter topic."""
+WriterSettings -> a Writer wired to confluent-kafka, S3 and the dead-letter topic."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 from loglake.errors import ConfigError, run_cli, setup_logging, stop_on_signals
-from loglake.settings import Parser, WriterSettings, parser_for, values_of
+from loglake.flags import Parser, parser_for, values_of
+from loglake.settings import WriterSettings
 
 if TYPE_CHECKING:
     from loglake.consume import Writer
@@ -34,7 +35,7 @@ def settings_from_args(ns: argparse.Namespace) -> WriterSettings:
     from loglake import formats
 
     s = values_of(WriterSettings, ns)
-    problem = formats.check_recipe(s.recipe)
+    problem = formats.check_recipe(formats.recipe_of(s))
     if problem:
         raise ConfigError(problem)
     return s
@@ -45,7 +46,7 @@ def build_writer(s: WriterSettings, stop: threading.Event | None = None) -> Writ
     here, not when this module is imported, so that main() handles signals from its first line."""
     from loglake.consume import Writer
     from loglake.deadletter import DeadLetters
-    from loglake.kafka import open_consumer
+    from loglake.kafka.consumer import open_consumer
     from loglake.lake import S3Store
     from loglake.metrics import WriterMetrics
 
@@ -62,12 +63,11 @@ def build_writer(s: WriterSettings, stop: threading.Event | None = None) -> Writ
 def give_large_buffers_back() -> None:
     """Have glibc serve large allocations (a batch's buffer, an object's body) from their own mappings,
     returned to the system when freed, and reuse what is smaller. By default glibc raises that
-    threshold after the first large free, and the heap then keeps what landed batches held: peak RSS
-    of a 1M-event run fell from 306-331 MiB to 227-236 MiB with a fixed threshold. At 128 KiB, though,
-    the 1 MiB pieces boto3 reads a body in (to checksum and sign it) were fresh mappings too, a page
-    fault per 4 KiB; from 2 MiB on, and with up to 4 MiB kept free at the top of a heap, they reuse
-    the same memory: 465k -> 290k page faults, -0.5 to -1 CPU-s per million events, peak RSS
-    +10-15 MiB (docs/performance.md). Elsewhere than glibc: nothing."""
+    threshold after the first large free, and the heap then keeps what landed batches held; a fixed
+    threshold gives that memory back. It is 2 MiB, not lower, so that the 1 MiB pieces boto3 reads a
+    body in (to checksum and sign it) reuse memory instead of each being a fresh mapping, a page fault
+    per 4 KiB; up to 4 MiB stays free at the top of a heap for the same reason. What each setting
+    cost and saved: docs/performance.md. Elsewhere than glibc: nothing."""
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         give_large_buffers_back()
         writer = build_writer(s, stop)
         # What is loaded by now (boto3's models, the clients) lives as long as the process: out of
-        # the collector's sight, full collections no longer walk it (about -1 CPU-s per million)
+        # the collector's sight, full collections no longer walk it (docs/performance.md)
         gc.freeze()
         started = time.monotonic()
         try:
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(
         f"landed topic={writer.s.topic} records={writer.records} objects={writer.objects} bytes={writer.bytes} "
         f"dead_letters={writer.dead_letters} commits={writer.commits} unlanded={writer.unlanded} "
+        f"lost_to_retention={writer.lost_offsets} "
         f"elapsed={elapsed:.1f}s "
         f"records_per_s={writer.records / elapsed if elapsed else 0:.0f}\n"
     )

@@ -15,6 +15,13 @@ The rules this loop keeps (the why is in loglake/ledger.py):
    polling, so the group does not evict it.
 4. A revoked partition lands what it can within a grace period, then is forgotten with any flight
    still going; a lost partition is forgotten at once. Abandoned flights cannot harm the next owner.
+5. An assigned partition reads nothing until the lake says where it resumes (loglake/resume.py).
+
+Why this module is longer than the others (about 500 lines): it is the one state machine of the loop
+thread. Its rebalance callbacks, flight outcomes and commits change the same per-partition state in
+an order exactly-once depends on, and reads best in one place. What can stand alone does: routing
+(route.py), landing a batch (partition.py), start-up checks (startup.py), where a partition resumes
+(resume.py), the lake's health (health.py), the worker threads (workers.py).
 """
 
 from __future__ import annotations
@@ -24,18 +31,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Protocol
 
-import orjson
-
-from loglake import layout
-from loglake.batch import Batch, Buffers, FlushPolicy, rejected_from
+from loglake import layout, owner
+from loglake.batch import Buffers, FlushPolicy
 from loglake.errors import LoglakeError
-from loglake.events import Rejection, validate, validate_quickly
-from loglake.kafka import SourceConsumer
-from loglake.lake import Body, LakeRetriable, ObjectStore, check_conditional_writes
-from loglake.ledger import Claim, Ledger, claim_of
+from loglake.formats import recipe_of
+from loglake.health import LakeHealth
+from loglake.lake import LakeRetriable, ObjectStore
+from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
 from loglake.partition import (
     RETRIABLE,
@@ -43,45 +46,25 @@ from loglake.partition import (
     Flight,
     Landed,
     Landing,
+    Lost,
     PartitionState,
     Reposition,
     backoff,
     land,
 )
+from loglake.resume import Resume, resume_point, seek_to
+from loglake.route import Router
 from loglake.settings import WriterSettings
+from loglake.source import SourceConsumer
+from loglake.startup import open_lake
+from loglake.workers import ThreadWorkers, Workers
 
 log = logging.getLogger(__name__)
 
-START_PATIENCE = 60.0  # seconds a lake may fail at start-up when --max-retry-time is 0 (forever)
 REVOKE_GRACE = 10.0  # seconds a revoked partition may take to land what it gathered
+RESOLVE_WAIT = 5.0  # seconds an assignment waits for the lake to say where partitions resume
+TOPIC_CHECK_EVERY = 30.0  # seconds between checks that the topic is still the one the lake holds
 POLL_RECORDS = 2_000  # per consume(): fewer message objects alive at once, and no slower
-
-
-class Workers(Protocol):
-    """Where flights run: a thread pool here, a hand-driven queue in tests."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
-
-    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
-        """Return when one of `futures` is done or `timeout` seconds passed."""
-        ...
-
-    def shutdown(self) -> None: ...
-
-
-class ThreadWorkers:
-    def __init__(self, threads: int = 4) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flight")
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
-
-    def wait(self, futures: list[Future[Any]], timeout: float) -> None:
-        wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
-
-    def shutdown(self) -> None:
-        # abandoned flights still finish (each S3 call is bounded by its timeouts); don't wait for them
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Writer:
@@ -99,15 +82,16 @@ class Writer:
         stop: threading.Event | None = None,
     ) -> None:
         self.s = s
-        self.recipe = s.recipe
+        self.recipe = recipe_of(s)
         self.policy = FlushPolicy(s.batch_records, s.batch_bytes, s.batch_age)
         self.consumer = consumer
         self.store = store
         self.dead = dead
-        self.ledger = Ledger(store, s.prefix, s.topic)
-        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group)
+        self.ledger = Ledger(store, s.prefix, s.topic)  # its key generation is known after start()
+        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group, self.recipe)
         self.workers = workers or ThreadWorkers()
         self.metrics = metrics or WriterMetrics(0)
+        self.health = LakeHealth(store, clock)
         self.clock = clock
         self.sleep = sleep
         self.jitter = jitter
@@ -117,92 +101,98 @@ class Writer:
         self.ever_assigned = False
         self.draining = False
         self.stop = stop or threading.Event()  # set: flush, commit and exit (SIGTERM sets it)
+        self.failure: LoglakeError | None = None  # found inside a callback, raised by the loop
+        self.topic_id = ""
+        self.lake_has_claims = False  # any partition of the topic claimed: new partitions start earliest
         self.last_record = clock()
-        self.records = self.objects = self.bytes = self.dead_letters = self.commits = 0
+        self.router = Router(s.topic, self.recipe, self.parts, self.buffers, self.metrics, clock)
+        self.objects = self.bytes = self.commits = 0
         self.unlanded = 0  # the group's lag when this writer exited
         self._next_progress = clock()
+        self._next_topic_check = clock() + TOPIC_CHECK_EVERY
         # an idle writer about to exit flushes first, not later
         self._idle_flush = min(s.idle_flush, s.exit_when_idle or s.idle_flush)
 
     # -- start -------------------------------------------------------------------------------------
     def start(self) -> None:
         partitions = self.consumer.check_topic()
-        self._patiently(lambda: self.store.ensure_bucket(self.s.create_bucket))
-        self._patiently(lambda: check_conditional_writes(self.store, layout.topic_prefix(self.s.prefix, "")))
-        self._patiently(self._claim_prefix)
+        lake = open_lake(
+            self.s, self.consumer, self.store, self.stop, self.clock, lambda n: backoff(n, lambda: 1.0)
+        )
+        self.ledger.generation = lake.generation
+        self.topic_id = lake.topic_id
+        self.lake_has_claims = lake.has_claims
         self.dead.prepare(partitions)
         self.consumer.subscribe(self)
         log.info(
-            "landing %s (%d partitions) into %s/%s as group %s, %s",
+            "landing %s (%d partitions) into %s/%s as group %s, %s%s",
             self.s.topic,
             partitions,
             self.store.where,
             layout.topic_prefix(self.s.prefix, self.s.topic),
             self.s.group,
             self.recipe,
+            f", key generation {lake.generation}" if lake.generation > 1 else "",
         )
 
-    def _claim_prefix(self) -> None:
-        """One consumer group of one Kafka cluster per prefix and topic, claimed with a conditional
-        write (two groups starting together cannot both take it): another group's batches, or the
-        same topic name in another cluster (other records at the same offsets), would store events
-        twice or take the place of others."""
-        key = layout.owner_key(self.s.prefix, self.s.topic)
-        cluster = self.consumer.cluster_id()
-        mine = orjson.dumps({"group": self.s.group, "topic": self.s.topic, "cluster": cluster})
-        if self.store.put_if_absent(key, Body(mine, "application/json")):
-            return
-        owner = orjson.loads(self.store.get(key) or b"{}")
-        where = f"s3://{self.s.lake.bucket}/{layout.topic_prefix(self.s.prefix, self.s.topic)}"
-        if owner.get("group") != self.s.group:
-            raise LoglakeError(
-                f"{where} is landed by group {owner.get('group')!r}; landing it again as {self.s.group!r} would "
-                f"store events twice: replay into another --prefix, or run with --group {owner.get('group')}"
-            )
-        if owner.get("cluster") and cluster and owner["cluster"] != cluster:
-            raise LoglakeError(
-                f"{where} holds {self.s.topic} of Kafka cluster {owner['cluster']}, and this is cluster {cluster}: "
-                "the same offsets hold other records there; land this cluster's topic into another --prefix"
-            )
+    # counts of what was routed (loglake/route.py)
+    @property
+    def records(self) -> int:
+        return self.router.records
 
-    def _patiently(self, step: Callable[[], None]) -> None:
-        """A start-up step against the lake, retried on passing failures for --max-retry-time (or
-        START_PATIENCE s when that is 0): a lake slow to come up is waited for, a wrong endpoint
-        still ends in one sentence."""
-        limit = self.s.max_retry_time or START_PATIENCE
-        first = self.clock()
-        attempts = 0
-        while True:
-            try:
-                step()
-                return
-            except LakeRetriable as exc:
-                waited = self.clock() - first
-                if waited >= limit:
-                    raise LoglakeError(
-                        f"the lake {self.store.where} did not answer for {waited:.0f} s: {exc}"
-                    ) from None
-                attempts += 1
-                delay = min(backoff(attempts, lambda: 1.0), limit - waited)
-                log.warning("the lake failed (%s); retrying in %.1f s", exc, delay)
-                if self.stop.wait(delay):
-                    raise LoglakeError("stopped before the lake answered") from None
+    @property
+    def dead_letters(self) -> int:
+        return self.router.dead_letters
+
+    @property
+    def lost_offsets(self) -> int:
+        return self.router.lost_offsets
+
+    def _check_topic(self) -> None:
+        """The topic must still be the one whose offsets the lake holds (not deleted and created again
+        under its name while this writer ran): else stop, in one sentence."""
+        self._next_topic_check = self.clock() + TOPIC_CHECK_EVERY
+        now = self.consumer.topic_id()
+        if now and self.topic_id and now != self.topic_id and self.failure is None:
+            self.failure = owner.recreated_while_running(self.s.topic, self.topic_id, now)
 
     # -- rebalance callbacks (called inside consumer.poll) -----------------------------------------
     def assigned(self, partitions: list[int]) -> None:
+        """New partitions: paused until the lake says where each resumes (resolve), then sought there."""
+        self.consumer.pause(partitions)
         try:
             committed = self.consumer.committed(partitions)
         except LoglakeError as exc:
-            log.warning("could not read the group's committed offsets (%s); checking the lake's claims", exc)
+            log.warning("could not read the group's committed offsets (%s); the lake's claims decide", exc)
             committed = {}
+        self._check_topic()
+        states = []
         for p in partitions:
             offset = committed.get(p, -1)
-            self.parts[p] = PartitionState(p, chain_checked=offset >= 0, committed=offset, landed=offset)
+            state = PartitionState(p, committed=offset, landed=offset, paused=True)
+            self.parts[p] = state
+            self._resolve(state)
+            states.append(state)
         self.ever_assigned = True
         self.last_record = self.clock()
-        if self.draining:
-            self._set_paused([self.parts[p] for p in partitions], True)
+        deadline = self.clock() + RESOLVE_WAIT
+        for state in states:
+            while state.resolving is not None and (left := deadline - self.clock()) > 0:
+                self.workers.wait([state.resolving], left)
+                if state.resolving.done():
+                    self._settle_resolve(state)
         log.info("assigned partitions %s (now %s)", partitions, sorted(self.parts))
+
+    def deleted(self, partition: int, position: int, kafka_from: int) -> None:
+        """The client found `position` out of range: Kafka now starts the partition at `kafka_from`
+        (retention deleted what came before), and it reads on from there."""
+        state = self.parts.get(partition)
+        if state is None or not state.resolved:
+            return  # not reading yet: the position the lake gives is sought (and checked) again
+        state.deleted_below = max(state.deleted_below, kafka_from)
+        log.debug(
+            "partition %d: offsets below %d are deleted (asked for %d)", partition, kafka_from, position
+        )
 
     def revoked(self, partitions: list[int]) -> None:
         deadline = self.clock() + REVOKE_GRACE
@@ -246,6 +236,40 @@ class Writer:
             if flight.future.done():
                 self._settle(state)
 
+    # -- where a partition resumes -------------------------------------------------------------------
+    def _resolve(self, state: PartitionState) -> None:
+        state.resolve_attempts += 1
+        state.resolving = self.workers.submit(
+            resume_point, self.ledger, state.partition, state.committed, self.s.start_from
+        )
+
+    def _settle_resolve(self, state: PartitionState) -> None:
+        future = state.resolving
+        assert future is not None and future.done()
+        state.resolving = None
+        try:
+            where: Resume = future.result()
+        except LakeRetriable as exc:
+            self.health.failed(exc)
+            state.resolve_at = self.clock() + backoff(state.resolve_attempts, self.jitter)
+            return
+        self.health.answered()
+        state.resolved = True
+        state.follow = where.follow
+        state.position = where.position
+        seek_to(where, self.consumer, state.partition, self.s.start_from, self.lake_has_claims, self.s.topic)
+        if not self.draining:
+            self._set_paused([state], False)
+
+    def _resolve_again(self) -> None:
+        """Partitions whose lake read failed ask again after their backoff; finished reads are taken."""
+        now = self.clock()
+        for state in list(self.parts.values()):
+            if state.resolving is not None and state.resolving.done():
+                self._settle_resolve(state)
+            elif not state.resolved and state.resolving is None and now >= state.resolve_at:
+                self._resolve(state)
+
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         self.start()
@@ -257,15 +281,18 @@ class Writer:
 
     def step(self) -> bool:
         """One turn of the loop; True when the writer is done (drained after a stop or idleness)."""
+        if self.failure is not None:
+            raise self.failure
         if self.stop.is_set() and not self.draining:
             self._drain("stopping")
         messages = self.consumer.poll(POLL_RECORDS, self._poll_timeout())
         now = self.clock()
         if messages:
-            self._route(messages)
+            self.router.route(messages)
             self.last_record = now
         elif self.buffers.kept and all(state.idle for state in self.parts.values()):
             self.buffers.clear()  # nothing gathered or landing: an idle writer holds no batch memory
+        self._resolve_again()
         for state in list(self.parts.values()):
             flight = state.flight
             if flight is not None and flight.future is not None and flight.future.done():
@@ -274,7 +301,10 @@ class Writer:
             self._launch(state)
             if state.landed > state.committed and now >= state.commit_again_at:
                 self._commit(state, state.landed)
+        self._watch_lake()
         self._pressure()
+        if now >= self._next_topic_check:
+            self._check_topic()
         if self.draining:
             self._drop_unfinishable()
             return all(state.idle for state in self.parts.values())
@@ -285,6 +315,15 @@ class Writer:
             self._progress()
             self._next_progress = now + self.s.progress_every
         return False
+
+    def _watch_lake(self) -> None:
+        """While batches wait, ask the lake now and then whether it answers (loglake/health.py)."""
+        health = self.health
+        if health.probing is not None and health.probing.done():
+            health.settle_probe()
+        waiting = any(not state.idle and state.flight is None for state in self.parts.values())
+        if health.probe_due(waiting):
+            health.probing_now(self.workers.submit(self.store.probe))
 
     def _drop_unfinishable(self) -> None:
         """While draining: a batch that must reproduce a claim it has not read to the end cannot be
@@ -300,7 +339,7 @@ class Writer:
         return 0.2
 
     def _idle_for(self, now: float) -> float:
-        if any(not state.idle for state in self.parts.values()):
+        if any(not state.idle or not state.resolved for state in self.parts.values()):
             return 0.0
         return now - self.last_record
 
@@ -315,104 +354,6 @@ class Writer:
         self.draining = True
         self._set_paused(list(self.parts.values()), True)
 
-    def _route(self, messages: list[Any]) -> None:
-        """Validate each record and add it to its partition's batch, or reject it (a dead letter to
-        be). The hot loop (see docs/performance.md): the common record, a compact ASCII event of a
-        second seen before landing in the folder of the record before it, takes the short way."""
-        parts = self.parts
-        quick = validate_quickly
-        state: PartitionState | None = None
-        last_p = -1
-        records = None  # the FolderRecords the record before went to, and what decided it
-        last_date = last_hour = ""
-        add_offset = add_stamp = add_ms = add_end = data = None  # `records`' arrays and buffer
-        for m in messages:
-            p = m.partition()
-            if p != last_p:
-                state, last_p, records = parts.get(p), p, None
-            if state is None:
-                continue  # fetched before its partition left this writer: the next owner reads it
-            offset = m.offset()
-            position = state.position
-            if position is not None and offset < position:
-                continue  # handled already (fetched before a seek)
-            batch = state.batch
-            if batch is None:
-                batch = self._open(state, offset)
-                records = None
-                if batch is None:
-                    continue
-            follow = state.follow
-            recipe = follow.recipe if follow is not None else self.recipe
-            value = m.value()
-            found = quick(value, recipe.max_record_bytes)
-            if found is None:
-                try:
-                    found = validate(value, recipe.max_record_bytes)
-                except Rejection as why:
-                    batch.reject(rejected_from(m, why.kind, str(why)))
-                    self.dead_letters += 1
-                    self.metrics.dead_letters.labels(why.kind).inc()
-                    found = None
-            if found is not None:
-                date, hour, event_ms = found
-                # the batch changes only through _open and _seal, which forget `records`
-                if records is None or date is not last_date or hour is not last_hour:
-                    records = batch.folder(layout.lake_partition(recipe.layout, date, hour, p), offset)
-                    last_date, last_hour = date, hour
-                    add_offset, add_stamp = records.offsets.append, records.timestamps.append
-                    add_ms, add_end, data = records.event_ms.append, records.ends.append, records.data
-                add_offset(offset)
-                add_stamp(m.timestamp()[1])
-                add_ms(event_ms)
-                try:
-                    data.write(value)
-                except ValueError:  # its buffer is full: a larger one
-                    data = records.grow(len(value))
-                    data.write(value)
-                add_end(data.tell())
-                batch.next = offset + 1
-            state.position = offset + 1
-            if follow is not None and offset + 1 >= follow.end:
-                self._seal(state)
-                records = None
-        self.records += len(messages)
-        self.metrics.records.inc(len(messages))
-
-    def _open(self, state: PartitionState, offset: int) -> Batch | None:
-        expected = state.position if state.position is not None else state.committed
-        if expected >= 0 and offset != expected:
-            # offsets were skipped (deleted by retention, say): claims may start anywhere in the gap,
-            # so the flight of this batch first finds where the partition's claims end
-            state.chain_checked = False
-        follow = state.follow
-        if follow is not None and offset != follow.start:
-            # the records a claim in the lake holds are no longer all in Kafka (retention): land
-            # nothing of it, say so, and carry on after it
-            log.error(
-                "partition %d: offsets %d..%d of claim %s are no longer in Kafka (it starts at %d now); "
-                "what of them is not in the lake is lost",
-                state.partition,
-                follow.start,
-                offset - 1,
-                self.ledger.key(state.partition, follow.start),
-                offset,
-            )
-            state.follow = None
-            if offset < follow.end:
-                self._reposition(state, follow.end, None)
-                return None
-        state.batch = Batch(self.s.topic, state.partition, offset, created=self.clock(), buffers=self.buffers)
-        return state.batch
-
-    def _seal(self, state: PartitionState) -> None:
-        """A following batch reached its claim's end: set it aside until the flight slot is free."""
-        assert state.batch is not None and state.follow is not None and state.sealed is None
-        state.sealed = state.batch
-        state.sealed_claim = state.follow
-        state.batch = None
-        state.follow = None
-
     # -- flights -----------------------------------------------------------------------------------
     def _launch(self, state: PartitionState, final: bool = False) -> bool:
         """Start (or retry) the partition's flight when it is time; True if one is in the air."""
@@ -426,7 +367,7 @@ class Writer:
             claim, batch = state.sealed_claim, state.sealed
             state.sealed = state.sealed_claim = None
             assert claim is not None
-            state.flight = Flight(batch, claim, following=True, check_chain=False)
+            state.flight = Flight(batch, claim)
         else:
             batch = state.batch
             if batch is None or state.follow is not None:
@@ -435,8 +376,7 @@ class Writer:
             if not (final or self.draining or idle or self.policy.due(batch, now)):
                 return False
             state.batch = None
-            claim = claim_of(batch, self.recipe, self.s.prefix, self.s.group)
-            state.flight = Flight(batch, claim, following=False, check_chain=not state.chain_checked)
+            state.flight = Flight(batch, None)
         self._submit(state, state.flight)
         return True
 
@@ -451,16 +391,21 @@ class Writer:
         try:
             outcome = flight.future.result()
         except RETRIABLE as exc:
+            if isinstance(exc, LakeRetriable):
+                self.health.failed(exc)
             self._failed(state, flight, exc)
             return
         state.flight = None
-        state.chain_checked = True
-        if flight.failing_since:
-            log.info("the lake is back after %.1f s", self.clock() - flight.failing_since)
+        self.health.answered()
         if isinstance(outcome, Landed):
             self.objects += outcome.objects
             self.bytes += outcome.stored_bytes
             self.metrics.flushed(outcome.objects, outcome.stored_bytes, self.clock() - flight.batch.created)
+            self.buffers.give(flight.batch)
+            self.lake_has_claims = True
+            self._commit(state, outcome.claim.end)
+        elif isinstance(outcome, Lost):
+            self.router.count_lost(state.partition, outcome.offsets, outcome.sentence(self.ledger))
             self.buffers.give(flight.batch)
             self._commit(state, outcome.claim.end)
         else:
@@ -527,7 +472,7 @@ class Writer:
             full = state.batch is not None and self.policy.full(state.batch)
             if busy and full and not state.paused:
                 pause.append(state)
-            elif state.paused and not (busy and full):
+            elif state.paused and state.resolved and not (busy and full):
                 resume.append(state)
         self._set_paused(pause, True)
         self._set_paused(resume, False)
@@ -541,7 +486,12 @@ class Writer:
 
     # -- reporting ---------------------------------------------------------------------------------
     def _progress(self) -> None:
-        lags = self.consumer.lag(list(self.parts))
+        """The status line; `lag` is what the group has not committed: the partition's end minus the
+        committed offset, as README defines it (not what this writer has not read yet)."""
+        ends = self.consumer.ends(list(self.parts))
+        lags = {
+            p: max(0, end - max(self.parts[p].committed, 0)) for p, end in ends.items() if p in self.parts
+        }
         for p, lag in lags.items():
             self.metrics.lag.labels(str(p)).set(lag)
         if not self.s.quiet:

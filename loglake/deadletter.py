@@ -23,7 +23,8 @@ import logging
 import threading
 
 from loglake.batch import Rejected
-from loglake.kafka import LogProducer, ProducerTuning, ensure_topic, open_producer, topic_max_message_bytes
+from loglake.kafka.admin import ensure_topic, topic_max_message_bytes
+from loglake.kafka.producer import ConfluentProducer, LogProducer, ProducerTuning
 from loglake.partition import DeadLettersPending
 from loglake.settings import KafkaSettings
 
@@ -79,7 +80,7 @@ class DeadLetters:
                 self.source_topic,
                 source_limit,
             )
-        self._producer = open_producer(
+        self._producer = ConfluentProducer(
             self.settings,
             self.topic,
             ProducerTuning(client_id="loglake-dead-letters", max_record_bytes=self.limit + HEADROOM),

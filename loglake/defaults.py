@@ -9,17 +9,41 @@ KAFKA_KRAFT_MODE_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
 # ZooKeeper server (the official `zookeeper` image line); Kafka 3.9 talks to it with its own 3.8 client.
 ZOOKEEPER_VERSION = "3.9.4"
-# The S3-compatible server the native stack runs (Apache-2.0, from the Go module proxy).
+# The S3-compatible servers the native stack runs, each built from the Go module proxy on first use.
+# versitygw (Apache-2.0) is the default; MinIO (AGPL-3.0, run only as a separate server process, never
+# imported or committed) is `scripts/stack up --s3 minio`, at the release docker-compose.yml pins:
+# the module proxy serves that release's commit as a pseudo-version whose timestamp is the release's
+# (tests/test_stack.py reads docker-compose.yml and fails if the two name different releases).
 VERSITYGW_VERSION = "v1.8.0"
+S3_SERVERS = ("versitygw", "minio")
+MINIO_RELEASE = "RELEASE.2025-09-07T16-13-09Z"
+MINIO_MODULE_VERSION = "v0.0.0-20250907161309-07c3a429bfed"
+MINIO_COMMIT = "07c3a429bfed433e49018cb0f78a52145d4bedeb"  # the module proxy's Origin.Hash of that version
+
+# PostgreSQL for the Iceberg catalog (`scripts/stack up --postgres`): Debian's `postgresql` package,
+# one cluster per stack instance. Development credentials, like the S3 keys below.
+POSTGRES_DATABASE = "loglake"
+POSTGRES_USER = "loglake"
+POSTGRES_PASSWORD = "loglake-dev-secret"  # noqa: S105 - documented development default
+# pyiceberg's named catalog that `scripts/stack env` describes (PYICEBERG_CATALOG__LOGLAKE__...), and
+# where in the bucket its tables live.
+ICEBERG_CATALOG = "loglake"
+ICEBERG_WAREHOUSE_PREFIX = "warehouse"
 
 # Host ports (loopback), the same as the ports docker-compose.yml publishes.
 KAFKA_PORTS = (9092, 9093, 9094)
 ZOOKEEPER_PORT = 2181
 S3_PORT = 9000
+S3_CONSOLE_PORT = 9001  # MinIO's console (versitygw has none)
+POSTGRES_PORT = 5432
 
 TOPIC = "log-data"
 DEAD_LETTER_SUFFIX = ".dlq"
 TOPIC_PARTITIONS = 3
+# Every broker bounds each partition by bytes, as docker-compose.yml's brokers do (256 MiB kept, in
+# 64 MiB segments, so the limit bites); the native stack keeps no time limit (see cluster.py).
+TOPIC_RETENTION_BYTES = 268_435_456
+TOPIC_SEGMENT_BYTES = 67_108_864
 BUCKET = "datalake"
 CONSUMER_GROUP = "log-data-lake"
 REGION = "us-east-1"

@@ -32,7 +32,8 @@ from isal import isal_zlib
 
 from loglake import events
 from loglake.batch import FolderRecords
-from loglake.lake import Body
+from loglake.body import Body
+from loglake.settings import WriterSettings
 
 LAYOUTS = ("time", "partition")
 
@@ -308,6 +309,13 @@ def compressions() -> list[str]:
     for f in FORMATS.values():
         seen.update(dict.fromkeys(f.compressions))
     return list(seen)
+
+
+def recipe_of(s: WriterSettings) -> Recipe:
+    """The recipe a writer's settings give (a format's first compression unless one is named)."""
+    codec = FORMATS.get(s.fmt)
+    compression = s.compression or (codec.compressions[0] if codec else "")
+    return Recipe(s.layout, s.fmt, compression, s.compression_level, s.max_record_bytes)
 
 
 def check_recipe(recipe: Recipe) -> str | None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from loglake.body import Body
 from loglake.errors import LakeRetriable, LakeUnavailable
 from loglake.settings import LakeSettings
 
@@ -30,16 +30,6 @@ _FATAL_CODES = {
     "NoSuchBucket": "the bucket does not exist",
     "InvalidBucketName": "the bucket name is not valid",
 }
-
-
-@dataclass(frozen=True)
-class Body:
-    """What to store under one key."""
-
-    data: bytes
-    content_type: str = "application/octet-stream"
-    content_encoding: str = ""
-    metadata: tuple[tuple[str, str], ...] = ()
 
 
 class ObjectStore(Protocol):
@@ -71,6 +61,10 @@ class ObjectStore(Protocol):
 
     def ensure_bucket(self, create: bool) -> None:
         """Check the bucket is there (create it if `create`)."""
+        ...
+
+    def probe(self) -> None:
+        """One cheap request that answers only when the lake does (LakeRetriable when it does not)."""
         ...
 
     def close(self) -> None: ...
@@ -158,10 +152,12 @@ class S3Store:
             return True
         except ClientError as exc:
             status, code = _status(exc)
-            # 412: it exists. 409 ConditionalRequestConflict: another conditional write of the same
-            # key is under way (AWS); that one decides, and the caller reads what it stored.
-            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
+            if status == 412 or code == "PreconditionFailed":
+                return False  # it exists
+            if status == 409 or code == "ConditionalRequestConflict":
+                # another conditional write of the same key is under way (AWS): neither has won yet,
+                # and the other may still fail: ask again, do not take it for an answer
+                raise LakeRetriable(f"a conditional write of {key} conflicted with another (409)") from None
             raise classify(exc, self.settings) from None
         except BotoCoreError as exc:
             raise classify(exc, self.settings) from None
@@ -219,6 +215,12 @@ class S3Store:
             if _status(exc)[1] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise classify(exc, self.settings) from None
         except BotoCoreError as exc:
+            raise classify(exc, self.settings) from None
+
+    def probe(self) -> None:
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
             raise classify(exc, self.settings) from None
 
     def close(self) -> None:

@@ -21,6 +21,12 @@ class WriterMetrics:
         self.dead_letters = Counter(
             "loglake_dead_letters", "Records sent to the dead-letter topic", ["kind"], registry=r
         )
+        self.lost = Counter(
+            "loglake_lost_to_retention",
+            "Offsets Kafka deleted (retention) before the writer landed them, by partition",
+            ["partition"],
+            registry=r,
+        )
         self.flush_seconds = Histogram(
             "loglake_flush_seconds",
             "Time from flush start to commit",

@@ -33,8 +33,10 @@ from loglake.errors import (
 )
 from loglake.events import event_id_of, record_headers
 from loglake.fake import FakeLogs, SimClock
-from loglake.kafka import LogProducer, ProducerTuning, open_producer
-from loglake.settings import Parser, ProducerSettings, parser_for, rfc3339_ms, values_of
+from loglake.flags import Parser, parser_for, rfc3339_ms, values_of
+from loglake.kafka.clients import open_producer
+from loglake.kafka.producer import LogProducer, ProducerTuning
+from loglake.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +147,13 @@ def produce(
         linger_ms=settings.linger_ms,
         batch_bytes=settings.batch_bytes,
         delivery_timeout=settings.delivery_timeout,
-        # a report per acknowledged record only to write down its event id (~1 CPU-s per million)
+        # a report per acknowledged record only to write down its event id: each costs CPU
         report_successes=keep_acked_ids or bool(settings.acked_ids_file),
     )
     headers = record_headers(settings.producer_id or default_producer_id())
     report = DeliveryReport(requested=settings.count, topic=settings.topic)
 
-    producer = producer or open_producer(settings.kafka, settings.topic, tuning)
+    producer = producer or open_producer(settings.kafka, settings.topic, tuning, settings.kafka_client)
     try:
         partitions = producer.check_topic(settings.topic)
         log.info(
@@ -256,9 +258,29 @@ def settings_from_args(ns: argparse.Namespace) -> ProducerSettings:
     return values_of(ProducerSettings, ns)
 
 
+def check_bounded(s: ProducerSettings) -> None:
+    """An unpaced run without an end is refused unless asked for, and said at start when it is.
+
+    Refused rather than warned about: at full speed one producer writes gigabytes a minute into Kafka,
+    and a warning scrolls past while the disk fills. The flag that asks for it is one word, and the
+    refusal names it together with the bounds that are usually meant (--count, --duration).
+    """
+    if s.rate > 0 or s.count is not None or s.duration is not None:
+        return
+    if not s.until_stopped:
+        raise ConfigError(
+            "--rate 0 without --count or --duration sends as fast as possible and never stops, which fills "
+            "Kafka's disk within minutes: give --count N or --duration SECONDS, or --until-stopped to mean it"
+        )
+    log.warning(
+        "sending as fast as possible until stopped (--until-stopped): only Ctrl-C or SIGTERM ends this run"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     s = settings_from_args(build_parser().parse_args(argv))
     setup_logging(verbose=s.verbose, quiet=s.quiet)
+    check_bounded(s)
     stop = threading.Event()
     caught: dict[str, str] = {}
     with stop_on_signals(stop, lambda name: caught.__setitem__("signal", name)):

@@ -1,357 +1,66 @@
-"""Typed settings, built once at the edge (the command line) and passed in.
+"""Typed settings, built once at the edge (the command line) and passed in: every setting of every
+command, declared once.
 
 Precedence for every value: command-line flag > environment variable > default.
 No other module reads the environment: they receive these objects.
 
 Every setting of every command is declared once, below, as a field of its command's dataclass
 (`ProducerSettings`, `WriterSettings`, `VerifySettings`, and the `KafkaSettings` and `LakeSettings`
-they share): its default, its flag, its help and its group. From that one declaration come the
-command's parser (`parser_for`), the dataclass values (`values_of`), `--help`, and the flag
-tables in docs/*.md (`flag_table`; scripts/flag-tables writes them, tests/test_settings.py fails when
-they differ). The environment variable of a flag is `LOGLAKE_` and the flag's name (`--batch-age`:
-`LOGLAKE_BATCH_AGE`); connection settings keep the names of their ecosystems (`KAFKA_*`, `AWS_*`,
-`LAKE_BUCKET`), and secrets are read from the environment only. Secrets (passwords, secret keys) are
-wrapped in `Secret`, which never prints.
+they share): its default, its flag, its help, its group and, for a flag that takes one of a list of
+names, that list. From that one declaration come the command's parser (`parser_for`), the dataclass
+values (`values_of`), `--help`, and the flag tables in docs/*.md (`flag_table`; scripts/flag-tables
+writes them, tests/test_settings.py fails when they differ); that machinery is loglake/flags.py. The
+environment variable of a flag is `LOGLAKE_` and the flag's name (`--batch-age`: `LOGLAKE_BATCH_AGE`);
+connection settings keep the names of their ecosystems (`KAFKA_*`, `AWS_*`, `LAKE_BUCKET`), and
+secrets are read from the environment only. Secrets (passwords, secret keys) are wrapped in `Secret`,
+which never prints.
+
+This module imports nothing of loglake but its leaves (loglake/flags.py, loglake/defaults.py), so any
+module may import it; what a setting means for a format or a Kafka client is decided there, from the
+values given here (e.g. loglake/formats.py `recipe_of`).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass
 
 from loglake import defaults
-
-if TYPE_CHECKING:
-    from loglake.formats import Recipe
-
-
-class Secret:
-    """A string that never shows itself in logs, reprs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
+from loglake.flags import (
+    Secret,
+    byte_size,
+    compression_level,
+    duration,
+    flag_table,
+    group,
+    non_negative_float,
+    non_negative_int,
+    orphan_age,
+    positive_float,
+    positive_int,
+    rfc3339_ms,
+    start_position,
+)
 
 # ---------------------------------------------------------------------------------------
-# Value parsers: each raises argparse.ArgumentTypeError with one clear sentence.
+# The choices of the flags that take one of a list of names. They are declared here, beside their
+# flags, so that the parsers, --help and the docs' tables come from this module alone. Where a name
+# stands for an implementation, the module that implements it refuses, at start and in one sentence,
+# a name it does not know (loglake/formats.py `check_recipe`, loglake/kafka/clients.py
+# `open_producer`, the Kafka client libraries for a compression), and tests/test_settings.py fails
+# while a list here and its implementations disagree.
 
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, zero or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
-    return value
-
-
-def byte_size(text: str) -> int:
-    """'8MiB', '512k', '1000000' -> bytes."""
-    units = {
-        "": 1,
-        "b": 1,
-        "k": 1024,
-        "kb": 1000,
-        "kib": 1024,
-        "m": 1024**2,
-        "mb": 1000**2,
-        "mib": 1024**2,
-        "g": 1024**3,
-        "gb": 1000**3,
-        "gib": 1024**3,
-    }
-    stripped = text.strip().lower()
-    number = stripped.rstrip("kmgib")
-    unit = stripped[len(number) :]
-    try:
-        value = float(number)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 8MiB or 500000") from None
-    if unit not in units or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 8MiB or 500000")
-    return int(value * units[unit])
-
-
-def compression_level(text: str) -> int:
-    value = positive_int(text)
-    if value > 9:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 to 9")
-    return value
-
-
-def rfc3339_ms(text: str) -> int:
-    """'2026-01-01T00:00:00Z' -> epoch milliseconds."""
-    from loglake.events import parse_event_time
-
-    try:
-        return parse_event_time(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an RFC 3339 time such as 2026-01-01T00:00:00Z"
-        ) from None
-
-
-def start_position(text: str) -> str | int:
-    """'committed', 'earliest', 'latest' or an RFC 3339 time (-> epoch ms)."""
-    if text in ("committed", "earliest", "latest"):
-        return text
-    try:
-        return rfc3339_ms(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not committed, earliest, latest or an RFC 3339 time such as 2026-11-24T00:00:00Z"
-        ) from None
-
-
-_ON = ("1", "true", "yes", "on")
-_OFF = ("", "0", "false", "no", "off")
-
-
-def _switch_value(text: str) -> bool:
-    if text.strip().lower() in _ON:
-        return True
-    if text.strip().lower() in _OFF:
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(_ON + _OFF[1:])}")
-
-
-# ---------------------------------------------------------------------------------------
-# Declaring settings
-
-log = logging.getLogger(__name__)
-_OPT = "loglake.setting"
-
-
-@dataclass(frozen=True)
-class Opt:
-    """How one setting is given: its flag, environment variable, help and checks."""
-
-    flag: str  # "--batch-age"; "" for a setting read from the environment only (secrets)
-    help: str
-    group: str
-    env: str = ""  # default: LOGLAKE_ and the flag's name
-    parse: Callable[[str], Any] = str
-    choices: Callable[[], Sequence[str]] | None = None  # a function: the choices may live in modules
-    short: str = ""  # "-q"
-    switch: bool = False  # an on/off flag: given (or its variable 1/true/yes/on), the default turns over
-    shown: str = ""  # the default as --help and the docs say it, where the value would not
-    deprecated_env: tuple[str, ...] = ()  # older names, still read, with a warning
-
-    @property
-    def env_name(self) -> str:
-        return self.env or "LOGLAKE_" + self.flag.lstrip("-").upper().replace("-", "_")
-
-    def check(self, text: str) -> Any:
-        """The value of `text`, or argparse.ArgumentTypeError with one sentence."""
-        value = _switch_value(text) if self.switch else self.parse(text)
-        if self.choices is not None and value not in self.choices():
-            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(self.choices())}")
-        return value
-
-
-def group(title: str) -> Callable[..., Any]:
-    """`declare = group("Batching")`, then fields `name: type = declare(default, "--flag", "help", ...)`."""
-
-    def declare(default: Any, flag: str, help: str, **how: Any) -> Any:
-        return field(default=default, metadata={_OPT: Opt(flag, help, title, **how)})
-
-    return declare
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One declared setting of a command, found by `settings_of`."""
-
-    path: tuple[str, ...]  # field names from the command's dataclass down: ("kafka", "bootstrap_servers")
-    opt: Opt
-    default: Any
-
-    @property
-    def dest(self) -> str:
-        return ".".join(self.path)
-
-    def shown_default(self) -> str:
-        if self.opt.shown:
-            return self.opt.shown
-        value = self.default
-        if self.opt.switch:
-            return "off"
-        if isinstance(value, Secret) or value in (None, ""):
-            return ""
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return f"`{value}`"
-
-
-def settings_of(cls: type, path: tuple[str, ...] = ()) -> Iterator[Setting]:
-    """Every setting of a command's dataclass, nested connection settings included, in order."""
-    for f in fields(cls):
-        if _OPT in f.metadata:
-            yield Setting((*path, f.name), f.metadata[_OPT], f.default)
-        elif f.default is not MISSING and is_dataclass(f.default):
-            yield from settings_of(type(f.default), (*path, f.name))
-
-
-class Parser(argparse.ArgumentParser):
-    """A command's parser: a bad flag or environment value is one sentence on stderr and exit 2."""
-
-    def __init__(self, cls: type, environ: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        super().__init__(
-            epilog="Each flag also reads the environment variable shown in brackets; a flag wins over it.",
-            **kwargs,
-        )
-        self.settings = list(settings_of(cls))
-        self.environ = os.environ if environ is None else environ
-        groups: dict[str, argparse._ArgumentGroup] = {}
-        for s in self.settings:
-            o = s.opt
-            if not o.flag:
-                continue
-            g = groups.get(o.group) or groups.setdefault(o.group, self.add_argument_group(o.group))
-            shown = s.shown_default()
-            help = f"{o.help}{f' (default: {shown})'.replace('`', '') if shown else ''} [env {o.env_name}]"
-            names = [o.short, o.flag] if o.short else [o.flag]
-            if o.switch:
-                g.add_argument(*names, dest=s.dest, action="store_true", default=None, help=help)
-            else:
-                choices = list(o.choices()) if o.choices else None
-                metavar = None if choices else o.flag.lstrip("-").upper().replace("-", "_")
-                g.add_argument(
-                    *names,
-                    dest=s.dest,
-                    type=o.parse,
-                    choices=choices,
-                    default=None,
-                    metavar=metavar,
-                    help=help,
-                )
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        """The flags, and for each one not given its environment variable, else its default."""
-        ns = super().parse_args(args, namespace)
-        for s in self.settings:
-            given = getattr(ns, s.dest, None)
-            setattr(ns, s.dest, _value(s, self._from_environment(s) if given is None else given))
-        return ns
-
-    def _from_environment(self, s: Setting) -> Any:
-        """The value of the setting's environment variable (or a deprecated name of it); None if unset."""
-        name, text = s.opt.env_name, self.environ.get(s.opt.env_name, "")
-        for old in s.opt.deprecated_env:
-            if self.environ.get(old, ""):
-                log.warning(
-                    "environment variable %s is deprecated: name it %s (it is still read for now)", old, name
-                )
-                if not text:
-                    name, text = old, self.environ[old]
-        if text == "":
-            return None
-        try:
-            return s.opt.check(text)
-        except argparse.ArgumentTypeError as exc:
-            self.exit(2, f"error: environment variable {name}: {exc}\n")
-
-
-def _value(s: Setting, given: Any) -> Any:
-    """The setting's value from what a flag or variable gave (None: neither); a switch turns its default over."""
-    if given is None:
-        return s.default
-    if s.opt.switch:
-        return (not s.default) if given else s.default
-    return given
-
-
-def parser_for(cls: type, prog: str, description: str, **kwargs: Any) -> Parser:
-    return Parser(cls, prog=prog, description=description, **kwargs)
-
-
-def values_of(cls: type, ns: argparse.Namespace) -> Any:
-    """The dataclass `cls` with the values `ns` holds (its parser's `parse_args`)."""
-    return _build(cls, ns, ())
-
-
-def _build(cls: type, ns: argparse.Namespace, path: tuple[str, ...]) -> Any:
-    values = {}
-    for f in fields(cls):
-        if _OPT in f.metadata:
-            values[f.name] = getattr(ns, ".".join((*path, f.name)))
-        elif f.default is not MISSING and is_dataclass(f.default):
-            values[f.name] = _build(type(f.default), ns, (*path, f.name))
-    return cls(**values)
-
-
-def flag_table(cls: type) -> str:
-    """The markdown table of a command's settings, as docs/*.md show it."""
-    rows = ["| flag | env | default | meaning |", "|---|---|---|---|"]
-    for s in settings_of(cls):
-        o = s.opt
-        flag = "(env only)" if not o.flag else ", ".join(f"`{n}`" for n in (o.short, o.flag) if n)
-        env = f"`{o.env_name}`" + "".join(f" (deprecated: `{old}`)" for old in o.deprecated_env)
-        meaning = o.help.replace("|", "\\|")
-        if o.choices:
-            meaning += " (one of " + ", ".join(f"`{c}`" for c in o.choices()) + ")"
-        rows.append(f"| {flag} | {env} | {s.shown_default()} | {meaning} |")
-    return "\n".join(rows) + "\n"
-
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+KAFKA_CLIENTS = ("confluent", "kafka-python")  # the producer's; the lake writer runs on confluent-kafka
+KAFKA_COMPRESSIONS = ("lz4", "zstd", "gzip", "snappy", "none")  # record batches, both Kafka clients
+LAYOUTS = ("time", "partition")  # loglake/layout.py
+FORMATS = ("jsonl", "json", "parquet")  # loglake/formats.py FORMATS
+LAKE_COMPRESSIONS = ("gzip", "none", "zstd", "snappy")  # every compression some format takes
 
 # ---------------------------------------------------------------------------------------
 # Connection settings shared by every command
 
-KAFKA_CLIENTS = ["confluent", "kafka-python"]
-SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 _kafka = group("Kafka connection")
 
 
@@ -363,20 +72,19 @@ class KafkaSettings:
         "Kafka brokers to contact first, host:port[,host:port...]",
         env="KAFKA_BOOTSTRAP_SERVERS",
     )
-    client: str = _kafka("confluent", "--kafka-client", "Kafka client library", choices=lambda: KAFKA_CLIENTS)
     security_protocol: str = _kafka(
         "PLAINTEXT",
         "--security-protocol",
         "how to talk to the brokers",
         env="KAFKA_SECURITY_PROTOCOL",
-        choices=lambda: SECURITY_PROTOCOLS,
+        choices=SECURITY_PROTOCOLS,
     )
     sasl_mechanism: str = _kafka(
         "SCRAM-SHA-512",
         "--sasl-mechanism",
         "SASL mechanism when the protocol is SASL_*",
         env="KAFKA_SASL_MECHANISM",
-        choices=lambda: SASL_MECHANISMS,
+        choices=SASL_MECHANISMS,
     )
     sasl_username: str = _kafka("", "", "SASL user (never a flag)", env="KAFKA_SASL_USERNAME")
     sasl_password: Secret = _kafka(
@@ -453,12 +161,6 @@ _deliver = group("Delivery")
 _output = group("Output")
 
 
-def _kafka_compressions() -> Sequence[str]:
-    from loglake.kafka import COMPRESSIONS
-
-    return COMPRESSIONS
-
-
 @dataclass(frozen=True)
 class ProducerSettings:
     topic: str = _send(defaults.TOPIC, "--topic", "topic to send to (must exist)")
@@ -470,6 +172,13 @@ class ProducerSettings:
     )
     duration: float | None = _send(
         None, "--duration", "seconds to keep sending, then stop", parse=positive_float, shown="no limit"
+    )
+    until_stopped: bool = _send(
+        False,
+        "--until-stopped",
+        "with --rate 0 and neither --count nor --duration: send as fast as possible until stopped "
+        "(without it, such a run is refused: it fills Kafka's disk within minutes)",
+        switch=True,
     )
     seed: int | None = _send(
         None,
@@ -487,7 +196,7 @@ class ProducerSettings:
         shown="the wall clock, unless --seed",
     )
     compression: str = _deliver(
-        "lz4", "--compression", "record batch compression", choices=_kafka_compressions
+        "lz4", "--compression", "record batch compression", choices=KAFKA_COMPRESSIONS
     )
     linger_ms: int = _deliver(10, "--linger-ms", "batching delay (ms)", parse=non_negative_int)
     batch_bytes: int = _deliver(
@@ -509,6 +218,7 @@ class ProducerSettings:
         "", "--producer-id", "value of the producer-id record header", shown="`<hostname>-<pid>`"
     )
     kafka: KafkaSettings = KafkaSettings()
+    kafka_client: str = _kafka("confluent", "--kafka-client", "Kafka client library", choices=KAFKA_CLIENTS)
     progress_every: float = _output(
         5.0, "--progress-every", "seconds between progress lines", parse=positive_float
     )
@@ -531,24 +241,6 @@ _batching = group("Batching")
 _operation = group("Operation")
 
 
-def _layouts() -> Sequence[str]:
-    from loglake.formats import LAYOUTS
-
-    return LAYOUTS
-
-
-def _formats() -> Sequence[str]:
-    from loglake.formats import FORMATS
-
-    return list(FORMATS)
-
-
-def _lake_compressions() -> Sequence[str]:
-    from loglake.formats import compressions
-
-    return compressions()
-
-
 @dataclass(frozen=True)
 class WriterSettings:
     kafka: KafkaSettings = KafkaSettings()
@@ -566,25 +258,27 @@ class WriterSettings:
     start_from: str | int = _land(
         "committed",
         "--start-from",
-        "where a group without committed offsets starts: committed (=earliest), earliest, latest, or an RFC 3339 time",
+        "where a topic the lake has never seen starts: committed (the group's committed offset, else "
+        "earliest), earliest, latest, or an RFC 3339 time; a partition the lake holds claims of resumes "
+        "after its last claim, whatever this says",
         parse=start_position,
     )
     prefix: str = _land("topics", "--prefix", "key prefix in the bucket")
     layout: str = _land(
-        "time", "--layout", "time: dt=/hour= by event time (UTC); partition: partition=<n>", choices=_layouts
+        "time", "--layout", "time: dt=/hour= by event time (UTC); partition: partition=<n>", choices=LAYOUTS
     )
     fmt: str = _land(
         "jsonl",
         "--format",
         "object format: JSON Lines, one JSON array, or typed Parquet columns",
-        choices=_formats,
+        choices=FORMATS,
         deprecated_env=("LOGLAKE_LAKE_FORMAT",),
     )
     compression: str = _land(
         "",
         "--compression",
         "object compression: gzip or none around JSON; zstd, snappy or none inside Parquet",
-        choices=_lake_compressions,
+        choices=LAKE_COMPRESSIONS,
         shown="`gzip` (JSON), `zstd` (Parquet)",
         deprecated_env=("LOGLAKE_LAKE_COMPRESSION",),
     )
@@ -616,6 +310,13 @@ class WriterSettings:
     )
     max_record_bytes: int = _batching(
         1024 * 1024, "--max-record-bytes", "larger values are dead letters", parse=byte_size, shown="`1MiB`"
+    )
+    new_generation: bool = _land(
+        False,
+        "--new-generation",
+        "the topic was deleted and created again (the lake holds another topic id): land it beside the old "
+        "records under a new generation of keys",
+        switch=True,
     )
     max_retry_time: float = _operation(
         0.0,
@@ -649,15 +350,6 @@ class WriterSettings:
     @property
     def dlq_topic(self) -> str:
         return self.dead_letter_topic or self.topic + defaults.DEAD_LETTER_SUFFIX
-
-    @property
-    def recipe(self) -> Recipe:
-        """What decides the objects of a batch (stored with every claim)."""
-        from loglake.formats import FORMATS, Recipe
-
-        codec = FORMATS.get(self.fmt)
-        compression = self.compression or (codec.compressions[0] if codec else "")
-        return Recipe(self.layout, self.fmt, compression, self.compression_level, self.max_record_bytes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -695,12 +387,69 @@ class VerifySettings:
         "disagree (default: claims and object metadata only)",
         switch=True,
     )
+    iceberg_table: str = _check(
+        "",
+        "--iceberg-table",
+        "check this Iceberg table (NAMESPACE.TABLE of catalog `loglake`) instead of the objects: by the "
+        "offsets its snapshot summaries record, or with --deep by every row's `_kafka` coordinates",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Iceberg table maintenance (`python -m loglake table maintain`; loglake/table/maintain.py)
+
+_maintain = group("Table maintenance")
+
+
+@dataclass(frozen=True)
+class MaintainSettings:
+    lake: LakeSettings = LakeSettings()
+    table: str = _maintain(
+        "",
+        "--table",
+        "the table, NAMESPACE.TABLE of catalog `loglake` (.pyiceberg.yaml or PYICEBERG_CATALOG__LOGLAKE__*)",
+    )
+    older_than: float = _maintain(
+        86400.0,
+        "--older-than",
+        "expire snapshots older than this (90s, 15m, 12h, 7d), keeping the newest with the writer's offsets",
+        parse=duration,
+        shown="`1d`",
+    )
+    orphans_older_than: float = _maintain(
+        86400.0,
+        "--orphans-older-than",
+        "delete the table's files no snapshot references once they are older than this (at least 1h)",
+        parse=orphan_age,
+        shown="`1d`",
+    )
+    closed_after: float = _maintain(
+        3600.0,
+        "--closed-after",
+        "compact an hour's (a day's) small files once it ended this long ago",
+        parse=duration,
+        shown="`1h`",
+    )
+    target_file_size: int = _maintain(
+        128 * 1024 * 1024,
+        "--target-file-size",
+        "compact small files into files of about this size (compressed)",
+        parse=byte_size,
+        shown="`128MiB`",
+    )
+    compact: bool = _maintain(True, "--no-compact", "only expire snapshots and delete orphans", switch=True)
+    verbose: bool = _maintain(False, "--verbose", "debug logging", short="-v", switch=True)
 
 
 # ---------------------------------------------------------------------------------------
 # The flag tables of docs/*.md (scripts/flag-tables writes them; tests/test_settings.py compares)
 
-COMMANDS: dict[str, type] = {"producer": ProducerSettings, "writer": WriterSettings, "verify": VerifySettings}
+COMMANDS: dict[str, type] = {
+    "producer": ProducerSettings,
+    "writer": WriterSettings,
+    "verify": VerifySettings,
+    "maintain": MaintainSettings,
+}
 _TABLE_BLOCK = re.compile(r"(<!-- flags: (\w+) -->\n)(.*?)(<!-- /flags -->)", re.S)
 
 

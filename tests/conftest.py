@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,12 +16,10 @@ from typing import Any
 
 import pytest
 
-from loglake.stack.__main__ import ENV_NAMES
-
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
-STACK_ENV_KEYS = ENV_NAMES  # every variable `scripts/stack env` may print
-
+# PYTHON, REPO and clean_env are imported from here by test modules that run commands of their own.
+from tests.processes import PYTHON as PYTHON
+from tests.processes import REPO, Processes
+from tests.processes import clean_env as clean_env
 
 STACK_NAME = os.environ.get("LOGLAKE_STACK_NAME", "default")
 # Every port of every instance the tests start is moved by this much (scripts/test sets 1000).
@@ -54,13 +51,6 @@ def read_stack_env(name: str = STACK_NAME) -> dict[str, str]:
     return env
 
 
-def clean_env(stack_env: dict[str, str]) -> dict[str, str]:
-    """The process environment without any stack variables, plus those of `stack_env`."""
-    env = {k: v for k, v in os.environ.items() if k not in STACK_ENV_KEYS}
-    env.update(stack_env)
-    return env
-
-
 def settings_of(env: dict[str, str]) -> tuple[Any, Any]:
     """(KafkaSettings, LakeSettings) of a stack's environment, as `loglake.verify.verify` takes them."""
     from loglake.settings import KafkaSettings, LakeSettings, Secret
@@ -85,6 +75,15 @@ def stack_env() -> dict[str, str]:
             + status.stdout
         )
     return read_stack_env()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Starts the producers and writers a test needs (tests/processes.py), their output in tmp_path;
+    when the test ends, passed or failed, whatever still runs is SIGKILLed and reaped."""
+    started = Processes(tmp_path)
+    yield started
+    started.reap()
 
 
 @pytest.fixture(scope="session")
@@ -153,16 +152,17 @@ _OFFSETS = {
     "w1": 800,
     "east": 900,  # tests/test_geo.py: two regions and MirrorMaker 2 between them
     "west": 950,
+    "minio": 50,  # tests/test_stack.py: MinIO as the lake, and PostgreSQL
 }
 
 
 @contextlib.contextmanager
-def extra_stack(name: str, *up_args: str) -> Iterator[dict[str, str]]:
+def extra_stack(name: str, *up_args: str, timeout: float = 600) -> Iterator[dict[str, str]]:
     """Bring up a private instance, yield its environment, always stop and wipe it afterwards."""
     offset = BASE_OFFSET + _OFFSETS[name]
     stack("down", "--wipe", name=name, check=False)
     try:
-        stack("up", "--port-offset", str(offset), *up_args, name=name)
+        stack("up", "--port-offset", str(offset), *up_args, name=name, timeout=timeout)
         yield read_stack_env(name)
     finally:
         stack("down", "--wipe", name=name, check=False)

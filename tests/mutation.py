@@ -23,11 +23,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = [
+    # the fast scenarios first: most mutants fail one of them within seconds (pytest -x stops there)
     "tests/test_interleavings.py",
-    "tests/test_interleavings_property.py",
+    "tests/test_interleavings_operators.py",
     "tests/test_layout.py",
     "tests/test_verify.py",
+    "tests/test_lake.py",
     "tests/test_formats.py",
+    "tests/test_interleavings_property.py",
 ]
 
 
@@ -40,11 +43,12 @@ class Mutant:
 
 
 MUTANTS = [
+    # -- claims and the ledger (loglake/ledger.py) -------------------------------------------------
     Mutant(
         "claims created unconditionally (no fencing in the lake)",
         "loglake/ledger.py",
-        "        if self.store.put_if_absent(self.key(claim.partition, claim.start), body):\n            return claim\n",
-        "        self.store.put(self.key(claim.partition, claim.start), body)\n        return claim\n",
+        "        if self.store.put_if_absent(key, body):\n",
+        "        if self.store.put(key, body) or True:\n",
     ),
     Mutant(
         "any claim found at a batch's start is taken for this batch's own",
@@ -53,41 +57,45 @@ MUTANTS = [
         "        return True",
     ),
     Mutant(
-        "commit before the upload (at launch)",
-        "loglake/consume.py",
-        "            state.flight = Flight(batch, claim, following=False, check_chain=not state.chain_checked)\n",
-        "            state.flight = Flight(batch, claim, following=False, check_chain=not state.chain_checked)\n"
-        "            self._commit(state, batch.next)\n",
-    ),
-    Mutant(
-        "commit one past the batch (off by one)",
-        "loglake/consume.py",
-        "                batch.next = offset + 1",
-        "                batch.next = offset + 2",
-    ),
-    Mutant(
         "object key from the folder's last offset instead of its first",
         "loglake/ledger.py",
-        "            layout.object_key(prefix, batch.topic, folder, batch.partition, records.first, ext),",
-        "            layout.object_key(prefix, batch.topic, folder, batch.partition, records.last, ext),",
+        "batch.partition, records.first, ext, generation),",
+        "batch.partition, records.last, ext, generation),",
     ),
     Mutant(
-        "a revoked partition is not forgotten (its state stays owned)",
-        "loglake/consume.py",
-        "            state = self.parts.pop(p, None)\n",
-        "            state = self.parts.get(p)\n",
-    ),
-    Mutant(
-        "records older than the position are not skipped after a seek",
-        "loglake/consume.py",
-        "            if position is not None and offset < position:\n                continue",
-        "            if False:\n                continue",
-    ),
-    Mutant(
-        "a reposition does not seek",
-        "loglake/consume.py",
-        "        self.consumer.seek(state.partition, offset)\n",
+        "the head note is not written (start-up lists every claim)",
+        "loglake/ledger.py",
+        "            self._point_head(claim)\n",
         "",
+    ),
+    Mutant(
+        "a claim created and not found is taken for the writer's own (a 409 taken for an answer)",
+        "loglake/ledger.py",
+        '            raise LakeRetriable(f"claim {key} was refused as existing but cannot be read yet")',
+        "            return claim",
+    ),
+    Mutant(
+        "a 409 conflict of a conditional create is taken for 'it exists'",
+        "loglake/lake.py",
+        '            if status == 412 or code == "PreconditionFailed":',
+        '            if status in (409, 412) or code == "PreconditionFailed":',
+    ),
+    # -- landing a batch (loglake/partition.py) ------------------------------------------------------
+    Mutant(
+        "the claim is written before the batch is encoded",
+        "loglake/partition.py",
+        "        bodies = encode_batch(batch, with_.recipe)  # before the claim: it must describe storable objects\n"
+        "        claim = with_.claim_of(batch, with_.recipe, {f: len(b.data) for f, b in bodies.items()})\n"
+        "        held = ledger.create(claim)\n",
+        "        claim = with_.claim_of(batch, with_.recipe, {})\n"
+        "        held = ledger.create(claim)\n"
+        "        bodies = encode_batch(batch, with_.recipe)\n",
+    ),
+    Mutant(
+        "a record an encoder refuses stops the partition instead of becoming a dead letter",
+        "loglake/partition.py",
+        "        except Exception as exc:  # noqa: BLE001 - whatever one record makes an encoder raise",
+        "        except ZeroDivisionError as exc:",
     ),
     Mutant(
         "a claim found in the lake is skipped as landed without looking",
@@ -96,28 +104,91 @@ MUTANTS = [
         "    if True:",
     ),
     Mutant(
-        "a group without commits claims without finding the lake's last claim",
-        "loglake/partition.py",
-        "    if flight.check_chain:\n",
-        "    if False:\n",
-    ),
-    Mutant(
         "dead letters are not handed over before the commit",
         "loglake/partition.py",
         "    _dead_letters(batch.rejected, with_)\n    return Landed(claim, stored, len(claim.objects))",
         "    return Landed(claim, stored, len(claim.objects))",
     ),
     Mutant(
-        "a following batch is sealed one record early",
-        "loglake/consume.py",
-        "            if follow is not None and offset + 1 >= follow.end:",
-        "            if follow is not None and offset + 2 >= follow.end:",
+        "a claim whose records Kafka deleted stops the partition instead of being noted lost",
+        "loglake/partition.py",
+        "            if batch.lost:  # Kafka deleted records of the claim before anyone landed them",
+        "            if False:",
     ),
     Mutant(
         "a partition waiting to read a claim again counts as idle",
         "loglake/partition.py",
         "and self.flight is None and self.follow is None",
         "and self.flight is None",
+    ),
+    # -- where a partition resumes (loglake/resume.py) ---------------------------------------------
+    Mutant(
+        "a partition resumes where the group committed, not after the lake's last claim",
+        "loglake/resume.py",
+        "    return after(ledger, last)",
+        "    return Resume(committed if committed >= 0 else None, None, 'the group')",
+    ),
+    Mutant(
+        "an unlanded last claim is taken for landed",
+        "loglake/resume.py",
+        "    if noted is not None or (not last.dead_letters and ledger.landed(last)):",
+        "    if True:",
+    ),
+    Mutant(
+        "--start-from latest applies to a partition added to a topic the lake holds",
+        "loglake/resume.py",
+        '    elif lake_has_claims or start_from in ("committed", "earliest"):',
+        '    elif start_from in ("committed", "earliest"):',
+    ),
+    # -- routing (loglake/route.py, loglake/batch.py) ------------------------------------------------
+    Mutant(
+        "commit one past the batch (off by one)",
+        "loglake/route.py",
+        "                batch.next = offset + 1",
+        "                batch.next = offset + 2",
+    ),
+    Mutant(
+        "records older than the position are not skipped after a seek",
+        "loglake/route.py",
+        "                if offset < position:\n                    continue",
+        "                if False:\n                    continue",
+    ),
+    Mutant(
+        "a following batch is sealed one record early",
+        "loglake/route.py",
+        "            if follow is not None and offset + 1 >= follow.end:",
+        "            if follow is not None and offset + 2 >= follow.end:",
+    ),
+    Mutant(
+        "offsets without a record are not counted in the claim",
+        "loglake/batch.py",
+        "        self.absent += upto - gone",
+        "        self.absent += 0",
+    ),
+    Mutant(
+        "offsets retention deleted are counted as offsets without a record",
+        "loglake/batch.py",
+        "        gone = min(max(deleted_below, begin), upto)",
+        "        gone = begin",
+    ),
+    # -- the loop (loglake/consume.py) -------------------------------------------------------------
+    Mutant(
+        "commit before the upload (at launch)",
+        "loglake/consume.py",
+        "            state.flight = Flight(batch, None)\n",
+        "            state.flight = Flight(batch, None)\n            self._commit(state, batch.next)\n",
+    ),
+    Mutant(
+        "a revoked partition is not forgotten (its state stays owned)",
+        "loglake/consume.py",
+        "            state = self.parts.pop(p, None)\n",
+        "            state = self.parts.get(p)\n",
+    ),
+    Mutant(
+        "a reposition does not seek",
+        "loglake/consume.py",
+        "        self.consumer.seek(state.partition, offset)\n",
+        "",
     ),
     Mutant(
         "a refused commit is not asked again",
@@ -126,34 +197,65 @@ MUTANTS = [
         "            if False:",
     ),
     Mutant(
+        "a partition whose lake read failed is never asked again",
+        "loglake/consume.py",
+        "            elif not state.resolved and state.resolving is None and now >= state.resolve_at:",
+        "            elif False:",
+    ),
+    Mutant(
+        "a topic created again while the writer runs goes unnoticed",
+        "loglake/consume.py",
+        "        if now and self.topic_id and now != self.topic_id and self.failure is None:",
+        "        if False:",
+    ),
+    Mutant(
+        "a topic created again is landed under the old topic's keys",
+        "loglake/owner.py",
+        "    if not topic_id or not newest.topic_id or newest.topic_id == topic_id:",
+        "    if True:",
+    ),
+    Mutant(
+        "a lake outage is not said",
+        "loglake/health.py",
+        "        if not self.down_since:\n",
+        "        if False:\n",
+    ),
+    Mutant(
         "sanitising lets `..` through into keys",
         "loglake/layout.py",
         '    return cleaned.replace("..", "__")',
         "    return cleaned",
     ),
+    # -- verify's verdicts (loglake/verify/verdicts.py) ---------------------------------------------
     Mutant(
         "verify --deep does not report duplicates",
-        "loglake/verify.py",
-        "        elif count > 1:\n            report.duplicated += 1",
-        "        elif count > 2:\n            report.duplicated += 1",
-    ),
-    Mutant(
-        "verify --deep takes a hole below the commit for pending",
-        "loglake/verify.py",
-        "            if offset < report.committed:\n                report.lost(offset)",
-        "            if offset < report.low:\n                report.lost(offset)",
+        "loglake/verify/verdicts.py",
+        "            if copies > 1:\n                r.duplicated += copies - 1",
+        "            if copies > 2:\n                r.duplicated += copies - 1",
     ),
     Mutant(
         "verify by metadata takes a claim short of records for complete",
-        "loglake/verify.py",
+        "loglake/verify/verdicts.py",
         "        elif short > 0:",
         "        elif short > 10**9:",
     ),
     Mutant(
-        "verify by metadata does not see the offsets between claims",
-        "loglake/verify.py",
-        "        if claim.start > position:\n            _not_stored(report, position, claim.start, dead)",
-        "        if False:\n            _not_stored(report, position, claim.start, dead)",
+        "verify does not see the offsets between claims",
+        "loglake/verify/verdicts.py",
+        "            if claim.start > position:\n                self.not_stored(position, claim.start)",
+        "            if False:\n                self.not_stored(position, claim.start)",
+    ),
+    Mutant(
+        "verify takes offsets without a record for missing dead letters",
+        "loglake/verify/verdicts.py",
+        "        short = unaccounted - claim.absent - claim.lost_offsets",
+        "        short = unaccounted - claim.lost_offsets",
+    ),
+    Mutant(
+        "verify does not name what retention deleted inside a claim",
+        "loglake/verify/verdicts.py",
+        "            r.deleted_before_landed(\n                b - a,",
+        "            r.deleted_before_landed(\n                0,",
     ),
 ]
 

@@ -9,6 +9,11 @@ S3 signatures (made for the proxy's host:port) stay valid.
 `mode` cuts the link on purpose: "cut" drops every request; "hold" reads each request whole and
 parks it until the mode changes, then forwards it even if its client gave up long ago: a *late*
 request, as a zombie writer's upload reaches the lake after its partition moved on.
+
+`refusals` answer chosen requests with an S3 error instead of forwarding them (`Refusal`): e.g. a lake
+that takes the writer's bookkeeping but not its objects (`refuse_objects`), or the 409
+`ConditionalRequestConflict` AWS gives a conditional write racing another of the same key
+(`conflict_claims`). `requests` keeps every request seen (method, path and query, headers).
 """
 
 from __future__ import annotations
@@ -17,8 +22,62 @@ import asyncio
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
 SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>injected by the test proxy</Message></Error>"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # with the query, as the request line has it: "/bucket/key?query"
+    headers: dict[str, str]  # names in lower case
+
+
+@dataclass
+class Refusal:
+    """Answer requests that `matches` with HTTP `status` and S3 error `code`, not forwarding them; the
+    first `times` such requests (None: all of them)."""
+
+    matches: Callable[[Request], bool]
+    status: int
+    code: str
+    times: int | None = None
+    answered: int = 0
+
+    def takes(self, request: Request) -> bool:
+        if self.times is not None and self.answered >= self.times:
+            return False
+        if not self.matches(request):
+            return False
+        self.answered += 1
+        return True
+
+    def response(self) -> bytes:
+        body = (
+            b"<Error><Code>%s</Code><Message>injected by the test proxy</Message></Error>"
+            % self.code.encode()
+        )
+        return (
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (self.status, self.code.encode(), len(body), body)
+        )
+
+
+def refuse_objects() -> Refusal:
+    """503 SlowDown to every PUT of a key outside `_loglake/`: claims are written, their objects never."""
+    return Refusal(lambda r: r.method == "PUT" and "/_loglake/" not in r.path, 503, "SlowDown")
+
+
+def conflict_claims(times: int) -> Refusal:
+    """409 ConditionalRequestConflict to the first `times` conditional PUTs of claim keys."""
+    return Refusal(
+        lambda r: r.method == "PUT" and "/_loglake/claims/" in r.path and "if-none-match" in r.headers,
+        409,
+        "ConditionalRequestConflict",
+        times,
+    )
 
 
 class FlakyS3Proxy:
@@ -36,6 +95,8 @@ class FlakyS3Proxy:
         self.rng = random.Random(seed)
         self.mode = "pass"  # "cut": drop every request; "hold": park requests until the mode changes
         self.counts: Counter[str] = Counter()
+        self.refusals: list[Refusal] = []
+        self.requests: list[Request] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
@@ -52,7 +113,15 @@ class FlakyS3Proxy:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        async def stop() -> None:
+            # requests still being relayed end here (cancelled), not in a loop that is already closed
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop)
         self._thread.join(10)
 
     def _run(self) -> None:
@@ -65,8 +134,16 @@ class FlakyS3Proxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await self._read_request(reader, writer)
-            if request is None:
+            read = await self._read_request(reader, writer)
+            if read is None:
+                return
+            request, seen = read
+            self.requests.append(seen)
+            refusal = next((r for r in self.refusals if r.takes(seen)), None)
+            if refusal is not None:
+                self.counts[str(refusal.status)] += 1
+                writer.write(refusal.response())
+                await writer.drain()
                 return
             if self.mode == "hold":
                 self.counts["held"] += 1
@@ -116,8 +193,11 @@ class FlakyS3Proxy:
             pass
         up_writer.close()
 
-    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
-        """The whole request, re-headed with `Connection: close` and without `Expect` (answered here)."""
+    async def _read_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bytes, Request] | None:
+        """The whole request, re-headed with `Connection: close` and without `Expect` (answered here),
+        and what it asks for."""
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
@@ -137,4 +217,6 @@ class FlakyS3Proxy:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await writer.drain()
         body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
-        return b"\r\n".join([lines[0], *headers, b"Connection: close"]) + b"\r\n\r\n" + body
+        method, path, *_rest = [*lines[0].decode("latin-1").split(" "), "", ""]
+        seen = Request(method, path, {k.decode("latin-1"): v.decode("latin-1") for k, v in fields.items()})
+        return b"\r\n".join([lines[0], *headers, b"Connection: close"]) + b"\r\n\r\n" + body, seen

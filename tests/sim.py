@@ -22,12 +22,14 @@ import orjson
 
 from loglake import formats, layout
 from loglake.batch import Rejected
+from loglake.body import Body
 from loglake.consume import Writer
-from loglake.lake import Body, LakeRetriable
+from loglake.lake import LakeRetriable
 from loglake.ledger import Claim, Ledger
 from loglake.metrics import WriterMetrics
 from loglake.partition import DeadLettersPending
 from loglake.settings import WriterSettings
+from loglake.source import EARLIEST, LATEST
 
 TOPIC = "t"
 
@@ -90,11 +92,16 @@ class Clock:
 class Cluster:
     def __init__(self, partitions: int = 2, id: str = "sim-cluster") -> None:
         self.id = id
-        self.log: list[list[Rec]] = [[] for _ in range(partitions)]
+        self.topic_id = "sim-topic-1"
+        self.log: list[list[Rec | None]] = [[] for _ in range(partitions)]  # None: an offset with no record
         self.low: dict[int, int] = dict.fromkeys(range(partitions), 0)  # retention deleted what is below
         self.committed: dict[int, int] = {}
         self.owner: dict[int, ScriptedConsumer | None] = dict.fromkeys(range(partitions))
-        self.generation: dict[int, int] = dict.fromkeys(range(partitions), 0)
+        # The group, as Kafka's coordinator fences it: every rebalance starts a new generation; a commit
+        # is accepted from a member of the group in the current generation, for any partition (the
+        # coordinator does not check who owns it); a member whose session expired is out of the group.
+        self.group_generation = 0
+        self.members: set[ScriptedConsumer] = set()
         self.commit_history: list[tuple[str, int, int]] = []
 
     def produce(self, partition: int, count: int, bad_every: int = 0, hour: int = 0) -> None:
@@ -104,30 +111,66 @@ class Cluster:
             bad = bad_every and offset % bad_every == bad_every - 1
             records.append(Rec(partition, offset, b"not json" if bad else good(partition, offset, hour)))
 
+    def add_partition(self) -> int:
+        """The topic grows by one partition (kafka-topics --alter --partitions)."""
+        p = len(self.log)
+        self.log.append([])
+        self.low[p] = 0
+        self.owner[p] = None
+        return p
+
+    def recreate(self, topic_id: str) -> None:
+        """The topic is deleted and created again under its name: a new id, offsets from 0, no commits."""
+        self.topic_id = topic_id
+        self.log = [[] for _ in self.log]
+        self.low = dict.fromkeys(self.low, 0)
+        self.committed.clear()
+
+    def marker(self, partition: int, count: int = 1) -> None:
+        """Offsets that hold no record a consumer sees (transaction markers, aborted records)."""
+        self.log[partition].extend([None] * count)
+
     def give(self, consumer: ScriptedConsumer, partition: int) -> None:
         """The group hands `partition` to `consumer` (a rebalance); its old owner, if any, must have
         let go first (revoke) or lost it (session expired)."""
         assert self.owner[partition] is None, f"partition {partition} is still owned"
         self.owner[partition] = consumer
-        self.generation[partition] += 1
-        consumer.events.append(("assigned", partition, self.generation[partition]))
+        self.members.add(consumer)
+        self.group_generation += 1
+        consumer.events.append(("assigned", partition, self.group_generation))
 
     def revoke(self, partition: int) -> None:
         """A cooperative rebalance takes `partition` from its owner: the owner's next poll runs its
         revoke callback, after which the partition is free."""
         owner = self.owner[partition]
         assert owner is not None
+        self.group_generation += 1
         owner.events.append(("revoked", partition, 0))
 
     def expire(self, partition: int) -> ScriptedConsumer:
-        """The owner's session expired (paused past the timeout: a zombie). The group moves on at
-        once; the zombie hears of it only at its next poll, or later."""
+        """The session of `partition`'s owner expired (paused past the timeout: a zombie): the group
+        drops the member and moves all its partitions on at once; the zombie hears of it only at its
+        next poll, or later, and its commits are refused until it has rejoined."""
         owner = self.owner[partition]
         assert owner is not None
-        self.owner[partition] = None
-        self.generation[partition] += 1
-        owner.pending_loss.append(partition)
+        self.leave(owner)
+        for p in self.owned_by(owner):
+            self.owner[p] = None
         return owner
+
+    def leave(self, consumer: ScriptedConsumer) -> list[int]:
+        """`consumer` is out of the group (session expired, or its process is gone): its partitions are
+        free, and it hears they were lost at its next poll."""
+        self.members.discard(consumer)
+        self.group_generation += 1
+        freed = self.owned_by(consumer)
+        for p in freed:
+            self.owner[p] = None
+            consumer.pending_loss.append(p)
+        return freed
+
+    def owned_by(self, consumer: ScriptedConsumer) -> list[int]:
+        return [p for p, o in self.owner.items() if o is consumer]
 
 
 class ScriptedConsumer:
@@ -142,7 +185,7 @@ class ScriptedConsumer:
         self.pending_loss: list[int] = []
         self.deaf = False  # a zombie that has not noticed yet (SIGSTOP): no callbacks delivered
         self.positions: dict[int, int | None] = {}
-        self.generations: dict[int, int] = {}
+        self.generation = -1  # the group generation this member last joined
         self.paused: set[int] = set()
         self.refuse_commits = False  # the group refuses commits for a while (a rebalance under way)
         self.silent = False  # polls return nothing (a slow fetch), rebalance callbacks still run
@@ -174,23 +217,29 @@ class ScriptedConsumer:
             if position is None:
                 committed = self.cluster.committed.get(p, -1)
                 position = committed if committed >= 0 else 0
-            position = max(position, self.cluster.low[p])  # out of range: reset to the earliest
+            low = self.cluster.low[p]
+            if position < low:  # out of range: said (auto.offset.reset=error), then read from the start
+                self.listener.deleted(p, position, low)
+                position = low
             chunk = self.cluster.log[p][position : position + self.per_poll]
-            found.extend(chunk)
+            found.extend(r for r in chunk if r is not None)
             self.positions[p] = position + len(chunk)
         return found[:max_records]
 
     def _deliver(self) -> None:
+        if self not in self.cluster.members and (self.pending_loss or self.events):
+            self.cluster.members.add(self)  # a member dropped by the group joins again when it polls
+        if self in self.cluster.members:
+            self.generation = self.cluster.group_generation
         for p in self.pending_loss:
             if p in self.positions:
                 del self.positions[p]
                 self.listener.lost([p])
         self.pending_loss.clear()
         while self.events:
-            kind, p, generation = self.events.popleft()
+            kind, p, _generation = self.events.popleft()
             if kind == "assigned":
                 self.positions[p] = None
-                self.generations[p] = generation
                 self.paused.discard(p)
                 self.listener.assigned([p])
             elif kind == "revoked" and p in self.positions:
@@ -203,8 +252,8 @@ class ScriptedConsumer:
 
     def commit(self, partition: int, next_offset: int) -> bool:
         c = self.cluster
-        if c.owner.get(partition) is not self or c.generation[partition] != self.generations.get(partition):
-            return False  # fenced, as Kafka fences a member of an old generation
+        if self not in c.members or self.generation != c.group_generation:
+            return False  # fenced, as Kafka fences a member out of the group or of an old generation
         if self.refuse_commits:
             return False
         c.committed[partition] = next_offset
@@ -215,17 +264,31 @@ class ScriptedConsumer:
         if partition in self.positions:
             old = self.positions[partition]
             if self.stale_after_seek and old is not None:
-                self._stale[partition] = self.cluster.log[partition][old : old + self.per_poll]
+                stale = self.cluster.log[partition][old : old + self.per_poll]
+                self._stale[partition] = [r for r in stale if r is not None]
+            if offset == EARLIEST:
+                offset = self.cluster.low[partition]
+            elif offset == LATEST:
+                offset = len(self.cluster.log[partition])
             self.positions[partition] = offset
+
+    def offset_for_time(self, partition: int, ms: int) -> int:
+        for r in self.cluster.log[partition]:
+            if r is not None and r._timestamp >= ms:
+                return r._offset
+        return LATEST
+
+    def topic_id(self) -> str:
+        return self.cluster.topic_id
+
+    def ends(self, partitions: list[int]) -> dict[int, int]:
+        return {p: len(self.cluster.log[p]) for p in partitions}
 
     def pause(self, partitions: list[int]) -> None:
         self.paused.update(partitions)
 
     def resume(self, partitions: list[int]) -> None:
         self.paused.difference_update(partitions)
-
-    def lag(self, partitions: list[int]) -> dict[int, int]:
-        return {p: len(self.cluster.log[p]) - (self.positions.get(p) or 0) for p in partitions}
 
     def group_lag(self) -> dict[int, int]:
         return {
@@ -248,7 +311,10 @@ class MemoryStore:
         self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.down = False
         self.objects_fail = False  # plain puts (objects) fail, conditional creates (claims) work
+        self.conflicts = 0  # conditional creates answered 409 (another create of the key under way)
+        self.refused_unseen = 0  # conditional creates refused as existing, yet nothing is there to read
         self.puts: list[str] = []
+        self.requests: Counter[str] = Counter()  # calls by method
 
     def _check(self) -> None:
         if self.down:
@@ -266,6 +332,12 @@ class MemoryStore:
 
     def put_if_absent(self, key: str, body: Body) -> bool:
         self._check()
+        if self.conflicts:
+            self.conflicts -= 1
+            raise LakeRetriable(f"a conditional write of {key} conflicted with another (409)")
+        if self.refused_unseen:
+            self.refused_unseen -= 1
+            return False
         if key in self.objects:
             return False
         self._store(key, body)
@@ -273,21 +345,29 @@ class MemoryStore:
 
     def get(self, key: str) -> bytes | None:
         self._check()
+        self.requests["get"] += 1
         found = self.objects.get(key)
         return found[0] if found else None
 
     def head(self, key: str) -> dict[str, str] | None:
         self._check()
+        self.requests["head"] += 1
         found = self.objects.get(key)
         return found[1] if found else None
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        """In pages of 1,000 keys, as S3 lists (each page one request)."""
         self._check()
-        for key in sorted(self.objects):
-            if key.startswith(prefix) and key > start_after:
+        keys = [k for k in sorted(self.objects) if k.startswith(prefix) and k > start_after]
+        for i in range(0, max(len(keys), 1), 1000):
+            self.requests["list"] += 1
+            for key in keys[i : i + 1000]:
                 yield key, len(self.objects[key][0])
 
     def ensure_bucket(self, create: bool) -> None:
+        self._check()
+
+    def probe(self) -> None:
         self._check()
 
     def close(self) -> None:
@@ -415,6 +495,8 @@ class World:
         for p, records in enumerate(self.cluster.log):
             end = len(records) if upto is None else upto.get(p, 0)
             for offset in range(end):
+                if offset < len(records) and records[offset] is None:
+                    continue  # no record there: nothing to store
                 copies = lines[(p, offset)] + ((p, offset) in dead)
                 if copies != 1:
                     found.append(f"partition {p} offset {offset}: {copies} copies")
@@ -427,8 +509,8 @@ class World:
         committed = {p: max(0, o) for p, o in self.cluster.committed.items()}
         return self.problems(committed)
 
-    def claims(self, partition: int, prefix: str = "topics") -> list[Claim]:
-        return list(Ledger(self.store, prefix, TOPIC).all(partition))
+    def claims(self, partition: int, prefix: str = "topics", generation: int = 1) -> list[Claim]:
+        return list(Ledger(self.store, prefix, TOPIC, generation).all(partition))
 
 
 def dead_letter_value(document: bytes) -> bytes:

@@ -11,7 +11,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -21,10 +20,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import PYTHON, REPO, clean_env, create_topic, extra_stack, record, stack
+from tests.conftest import create_topic, extra_stack, record, stack
 from tests.oracles import exactly_once
+from tests.processes import Child, Processes
 from tests.s3proxy import FlakyS3Proxy
-from tests.waiting import KafkaProbe, Output, kafka_errors, wait_unacknowledged, wait_until
+from tests.waiting import KafkaProbe, kafka_errors, wait_unacknowledged, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -89,7 +89,7 @@ class Committed(Sampler):
 class PeakRss(Sampler):
     """Samples a process's resident memory every 0.5 s in a thread; `peak` in MiB."""
 
-    def __init__(self, process: subprocess.Popen[str]) -> None:
+    def __init__(self, process: Child) -> None:
         self.peak = 0.0
         self._process = psutil.Process(process.pid)
         super().__init__(0.5)
@@ -108,13 +108,18 @@ def summary_counts(stdout: str) -> tuple[int, int, int]:
 
 
 def start_producer(
-    env: dict[str, str], topic: str, count: int, rate: int, ids: Path, progress: bool = False
-) -> subprocess.Popen[str]:
-    """faking_data.py; with `progress`, a progress line (sent, acked) every second on stderr: read it
-    through `Output`, not with communicate()."""
-    args = [
-        PYTHON,
-        "faking_data.py",
+    processes: Processes,
+    env: dict[str, str],
+    topic: str,
+    count: int,
+    rate: int,
+    ids: Path,
+    progress: bool = False,
+) -> Child:
+    """faking_data.py, its acknowledged ids in `ids`; with `progress`, a progress line (sent, acked)
+    every second on stderr."""
+    return processes.producer(
+        env,
         "--topic",
         topic,
         "--count",
@@ -126,32 +131,17 @@ def start_producer(
         str(ids),
         "--delivery-timeout",
         "90",
-    ]
-    return subprocess.Popen(
-        args, cwd=REPO, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
-def start_writer(env: dict[str, str], topic: str, *extra: str) -> subprocess.Popen[str]:
-    args = [
-        PYTHON,
-        "receive_faking_data.py",
-        "--topic",
-        topic,
-        "--group",
-        f"g-{topic}",
-        "--prefix",
-        f"faults-{topic}",
-        "--quiet",
-        "--batch-records",
-        "3000",
-        "--batch-age",
-        "3",
-        *extra,
-    ]
-    return subprocess.Popen(
-        args, cwd=REPO, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def topic_flags(topic: str) -> list[str]:
+    """A fault writer's topic, and the group and prefix that `check` looks at."""
+    return ["--topic", topic, "--group", f"g-{topic}", "--prefix", f"faults-{topic}"]
+
+
+def start_writer(processes: Processes, env: dict[str, str], topic: str, *extra: str) -> Child:
+    flags = ["--quiet", "--batch-records", "3000", "--batch-age", "3"]
+    return processes.writer(env, *topic_flags(topic), *flags, *extra)
 
 
 def wait_caught_up(env: dict[str, str], topic: str, limit: float = 180) -> None:
@@ -188,15 +178,15 @@ def check(
     return result.totals()
 
 
-def test_broker_killed_in_a_three_broker_cluster(tmp_path):
+def test_broker_killed_in_a_three_broker_cluster(processes, tmp_path):
     with extra_stack("faults", "--brokers", "3") as env:
         topic = create_topic(
             env["KAFKA_BOOTSTRAP_SERVERS"], 3, replication=3, extra={"min.insync.replicas": "2"}
         )
         create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3, replication=3, name=topic + ".dlq")
         ids = tmp_path / "acked.txt"
-        producer = start_producer(env, topic, 60_000, 5_000, ids)
-        writer = start_writer(env, topic)
+        producer = start_producer(processes, env, topic, 60_000, 5_000, ids)
+        writer = start_writer(processes, env, topic)
         progress = Committed(env, topic, f"g-{topic}")
         probe = KafkaProbe(env["KAFKA_BOOTSTRAP_SERVERS"])
         wait_landing(env, topic, 3_000, "the writer landed its first batches", alive=[producer, writer])
@@ -210,12 +200,12 @@ def test_broker_killed_in_a_three_broker_cluster(tmp_path):
         )
         back = time.monotonic()
         stack("start", "kafka-2", name="faults", timeout=180)
-        _out, err = producer.communicate(timeout=240)
-        assert producer.returncode == 0, err  # every event acknowledged despite the lost broker
+        code, _out, err = producer.finish(240)
+        assert code == 0, err  # every event acknowledged despite the lost broker
         wait_caught_up(env, topic)
         progress.close()
-        writer.send_signal(signal.SIGTERM)
-        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        code, _out, err = writer.stop(120)
+        assert code == 0, err
         totals = check(env, topic, ids)
         assert totals["in_lake"] == 60_000 == len(ids.read_text().split())
         record(
@@ -229,12 +219,14 @@ def test_broker_killed_in_a_three_broker_cluster(tmp_path):
         )
 
 
-def test_rebalance_storm_three_writers_started_and_stopped_at_random(stack_env, new_topic, tmp_path):
+def test_rebalance_storm_three_writers_started_and_stopped_at_random(
+    processes, stack_env, new_topic, tmp_path
+):
     topic = new_topic(3)
     rng = random.Random(42)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(stack_env, topic, 40_000, 2_000, ids)
-    writers = [start_writer(stack_env, topic) for _ in range(3)]
+    producer = start_producer(processes, stack_env, topic, 40_000, 2_000, ids)
+    writers = [start_writer(processes, stack_env, topic) for _ in range(3)]
     progress = Committed(stack_env, topic, f"g-{topic}")
     began = time.monotonic()
     deadline = began + 20
@@ -244,17 +236,18 @@ def test_rebalance_storm_three_writers_started_and_stopped_at_random(stack_env, 
         i = rng.randrange(3)
         how = rng.choice([signal.SIGTERM, signal.SIGKILL])
         writers[i].send_signal(how)
-        writers[i].wait(timeout=120)
+        writers[i].finish(120)
         stops[how.name] += 1
-        writers[i] = start_writer(stack_env, topic)
-    _out, err = producer.communicate(timeout=120)
-    assert producer.returncode == 0, err
+        writers[i] = start_writer(processes, stack_env, topic)
+    code, _out, err = producer.finish(120)
+    assert code == 0, err
     wait_caught_up(stack_env, topic)
     progress.close()
     for w in writers:
         w.send_signal(signal.SIGTERM)
     for w in writers:
-        assert w.wait(timeout=120) == 0, w.stderr.read()
+        code, _out, err = w.finish(120)
+        assert code == 0, err
     assert stops["SIGKILL"] and stops["SIGTERM"], stops
     totals = check(stack_env, topic, ids)
     assert totals["in_lake"] == 40_000
@@ -282,13 +275,15 @@ GARBAGE = [
 ]
 
 
-def test_garbage_at_volume_goes_to_dead_letters_and_good_events_land_once(stack_env, new_topic, tmp_path):
+def test_garbage_at_volume_goes_to_dead_letters_and_good_events_land_once(
+    processes, stack_env, new_topic, tmp_path
+):
     from confluent_kafka import Producer
 
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
-    writer = start_writer(stack_env, topic, "--max-record-bytes", "2048")
-    producer = start_producer(stack_env, topic, 30_000, 2_000, ids)
+    writer = start_writer(processes, stack_env, topic, "--max-record-bytes", "2048")
+    producer = start_producer(processes, stack_env, topic, 30_000, 2_000, ids)
     progress = Committed(stack_env, topic, f"g-{topic}")
     began = time.monotonic()
     sent = 0
@@ -304,13 +299,13 @@ def test_garbage_at_volume_goes_to_dead_letters_and_good_events_land_once(stack_
         junk.poll(0)
         time.sleep(0.1)  # pacing on purpose: ~300 garbage records/s, not a wait for anything
     assert junk.flush(30) == 0
-    _out, err = producer.communicate(timeout=120)
-    assert producer.returncode == 0, err
+    code, _out, err = producer.finish(120)
+    assert code == 0, err
     wait_caught_up(stack_env, topic)
     progress.close()
     assert writer.poll() is None, "the writer stopped on bad input"
-    writer.send_signal(signal.SIGTERM)
-    assert writer.wait(timeout=120) == 0, writer.stderr.read()
+    code, _out, err = writer.stop(120)
+    assert code == 0, err
     totals = check(stack_env, topic, ids, dead=sent)
     assert totals["in_lake"] == 30_000
     record(
@@ -322,26 +317,25 @@ def test_garbage_at_volume_goes_to_dead_letters_and_good_events_land_once(stack_
     )
 
 
-def test_single_broker_restarted_mid_run(tmp_path):
+def test_single_broker_restarted_mid_run(processes, tmp_path):
     """One broker, SIGKILLed and started again: producer and writer reconnect by themselves; the
     producer's summary counts what was acknowledged, and exactly that is in the lake."""
     with extra_stack("zkfault") as env:
         topic = create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3)
         create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3, name=topic + ".dlq")
         ids = tmp_path / "acked.txt"
-        producer = start_producer(env, topic, 30_000, 1_000, ids, progress=True)
-        output = Output(producer)
-        writer = start_writer(env, topic)
+        producer = start_producer(processes, env, topic, 30_000, 1_000, ids, progress=True)
+        writer = start_writer(processes, env, topic)
         progress = Committed(env, topic, f"g-{topic}")
         wait_landing(env, topic, 3_000, "the writer landed its first batches", alive=[producer, writer])
         killed = time.monotonic()
         stack("kill", "kafka-1", name="zkfault")
         # It stays down until 2,000 events sent into the outage wait for it (the producer's progress
         # line, every 1 s); `start` then waits out the killed broker's ZooKeeper session.
-        wait_unacknowledged(output, 2_000)
+        wait_unacknowledged(producer, 2_000)
         stack("start", "kafka-1", name="zkfault", timeout=180)
         back = time.monotonic()
-        code, out, err = output.finish(timeout=240)
+        code, out, err = producer.finish(240)
         sent, acked, failed = summary_counts(out)
         assert sent == 30_000 and acked + failed == sent, out
         assert acked == len(ids.read_text().split()), "the summary and the acknowledged ids disagree"
@@ -349,8 +343,8 @@ def test_single_broker_restarted_mid_run(tmp_path):
         wait_caught_up(env, topic)
         progress.close()
         assert writer.poll() is None, "the writer gave up while the broker was away"
-        writer.send_signal(signal.SIGTERM)
-        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        code, _out, err = writer.stop(120)
+        assert code == 0, err
         totals = check(env, topic, ids)
         assert totals["in_lake"] == acked
         record(
@@ -363,7 +357,7 @@ def test_single_broker_restarted_mid_run(tmp_path):
         )
 
 
-def test_zookeeper_stopped_and_restarted_mid_run(tmp_path):
+def test_zookeeper_stopped_and_restarted_mid_run(processes, tmp_path):
     """ZooKeeper mode: with ZooKeeper gone the broker keeps serving its partition leaders, so
     producing, consuming and committing go on; what needs the controller (creating a topic) stalls."""
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -372,8 +366,8 @@ def test_zookeeper_stopped_and_restarted_mid_run(tmp_path):
         topic = create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3)
         create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3, name=topic + ".dlq")
         ids = tmp_path / "acked.txt"
-        producer = start_producer(env, topic, 25_000, 1_000, ids)
-        writer = start_writer(env, topic)
+        producer = start_producer(processes, env, topic, 25_000, 1_000, ids)
+        writer = start_writer(processes, env, topic)
         probe = KafkaProbe(env["KAFKA_BOOTSTRAP_SERVERS"])
         at_kill = wait_landing(env, topic, 3_000, "the writer landed its first batches", [producer, writer])
         stopped = time.monotonic()
@@ -394,11 +388,11 @@ def test_zookeeper_stopped_and_restarted_mid_run(tmp_path):
         )
         down = time.monotonic() - stopped
         stack("start", "zookeeper", name="zkfault", timeout=120)
-        out, err = producer.communicate(timeout=240)
-        assert producer.returncode == 0, (out, err)
+        code, out, err = producer.finish(240)
+        assert code == 0, (out, err)
         wait_caught_up(env, topic)
-        writer.send_signal(signal.SIGTERM)
-        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        code, _out, err = writer.stop(120)
+        assert code == 0, err
         totals = check(env, topic, ids)
         assert totals["in_lake"] == 25_000 == probe.in_topic(topic)
         print(f"faults-observation zookeeper-down: committed {during} more; create topic: {created}")
@@ -411,26 +405,28 @@ def test_zookeeper_stopped_and_restarted_mid_run(tmp_path):
         )
 
 
-def rss_mib(process: subprocess.Popen[str]) -> float:
+def rss_mib(process: Child) -> float:
     return psutil.Process(process.pid).memory_info().rss / 2**20
 
 
-def test_slow_and_flaky_lake(stack_env, new_topic, tmp_path):
+def test_slow_and_flaky_lake(processes, stack_env, new_topic, tmp_path):
     """S3 behind a proxy that answers 20% of requests with 503 SlowDown, drops 5% of connections and
     delays the rest by up to 0.4 s: exactly once at the end, the writer's memory bounded."""
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
     with FlakyS3Proxy(stack_env["AWS_ENDPOINT_URL"], fail_rate=0.2, drop_rate=0.05, max_delay=0.4) as proxy:
-        writer = start_writer({**stack_env, "AWS_ENDPOINT_URL": proxy.url}, topic, "--batch-records", "1000")
+        writer = start_writer(
+            processes, {**stack_env, "AWS_ENDPOINT_URL": proxy.url}, topic, "--batch-records", "1000"
+        )
         memory = PeakRss(writer)
-        producer = start_producer(stack_env, topic, 30_000, 2_000, ids)
-        _out, err = producer.communicate(timeout=240)
-        assert producer.returncode == 0, err
+        producer = start_producer(processes, stack_env, topic, 30_000, 2_000, ids)
+        code, _out, err = producer.finish(240)
+        assert code == 0, err
         wait_landing(stack_env, topic, 30_000, "every event landed through the flaky lake", [writer])
         memory.close()
         peak = memory.peak
-        writer.send_signal(signal.SIGTERM)
-        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+        code, _out, err = writer.stop(120)
+        assert code == 0, err
         counts = dict(proxy.counts)
     assert counts.get("503", 0) > 0 and counts.get("dropped", 0) > 0, counts
     totals = check(stack_env, topic, ids)
@@ -450,7 +446,7 @@ SOAK_SECONDS = int(os.environ.get("LOGLAKE_SOAK_SECONDS", "180"))
 
 
 @pytest.mark.timeout(SOAK_SECONDS + 400)
-def test_soak_with_a_writer_restart_every_minute(stack_env, new_topic, tmp_path):
+def test_soak_with_a_writer_restart_every_minute(processes, stack_env, new_topic, tmp_path):
     """Steady production for LOGLAKE_SOAK_SECONDS (180 by default) at 1,000 events/s; one writer
     runs throughout (its memory is sampled), a second one in the group is restarted every 60 s,
     alternately with SIGTERM and SIGKILL."""
@@ -458,9 +454,9 @@ def test_soak_with_a_writer_restart_every_minute(stack_env, new_topic, tmp_path)
     rate = 1_000
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(stack_env, topic, seconds * rate, rate, ids)
-    steady = start_writer(stack_env, topic, "--batch-age", "10")
-    restarted = start_writer(stack_env, topic, "--batch-age", "10")
+    producer = start_producer(processes, stack_env, topic, seconds * rate, rate, ids)
+    steady = start_writer(processes, stack_env, topic, "--batch-age", "10")
+    restarted = start_writer(processes, stack_env, topic, "--batch-age", "10")
     began = time.monotonic()
     first_rss = None
     restarts = 0
@@ -475,21 +471,22 @@ def test_soak_with_a_writer_restart_every_minute(stack_env, new_topic, tmp_path)
             first_rss = rss_mib(steady)
         if now >= next_restart:
             restarted.send_signal(signal.SIGKILL if restarts % 2 else signal.SIGTERM)
-            restarted.wait(timeout=120)
-            restarted = start_writer(stack_env, topic, "--batch-age", "10")
+            restarted.finish(120)
+            restarted = start_writer(processes, stack_env, topic, "--batch-age", "10")
             restarts += 1
             next_restart += 60
         next_moment = min(next_restart, end_by, began + 30 if first_rss is None else end_by)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            producer.wait(timeout=max(0.0, next_moment - time.monotonic()))
-    assert producer.returncode == 0, producer.stderr.read()
+        producer.wait(max(0.0, next_moment - time.monotonic()))
+    code, _out, err = producer.finish(10)  # it has exited: the loop ends with it
+    assert code == 0, err
     wait_caught_up(stack_env, topic)
     last_rss = rss_mib(steady)
     assert steady.poll() is None, "the long-running writer stopped"
     for w in (steady, restarted):
         w.send_signal(signal.SIGTERM)
     for w in (steady, restarted):
-        assert w.wait(timeout=120) == 0, w.stderr.read()
+        code, _out, err = w.finish(120)
+        assert code == 0, err
     totals = check(stack_env, topic, ids)
     assert totals["in_lake"] == seconds * rate
     assert first_rss is not None and restarts >= 2

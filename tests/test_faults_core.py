@@ -17,62 +17,24 @@ and the producer's acknowledged ids against the lake's.
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
 from loglake import layout
-from tests.conftest import PYTHON, REPO, clean_env, create_topic, record, s3_client
+from tests.conftest import create_topic, record, s3_client
+from tests.processes import Child, Processes
 from tests.s3proxy import FlakyS3Proxy
-from tests.test_faults import check, start_producer, wait_caught_up
-from tests.waiting import KafkaProbe, Output, kafka_errors, wait_until
+from tests.test_faults import check, start_producer, topic_flags, wait_caught_up
+from tests.waiting import KafkaProbe, kafka_errors, wait_until
 
 pytestmark = pytest.mark.faults
 
 
-class Writer:
-    """receive_faking_data.py as a process whose log lines the test can wait for."""
-
-    def __init__(self, env: dict[str, str], topic: str, *extra: str) -> None:
-        args = [
-            PYTHON,
-            "receive_faking_data.py",
-            "--topic",
-            topic,
-            "--group",
-            f"g-{topic}",
-            "--prefix",
-            f"faults-{topic}",
-            "--progress-every",
-            "1",
-            *extra,
-        ]
-        self.proc = subprocess.Popen(
-            args, cwd=REPO, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.output = Output(self.proc)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        wait_until(lambda: text in self.log, timeout, f"a log line with {text!r}", alive=[self.proc])
-
-    def stop(self, timeout: float = 120) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.finish(timeout)
-
-    def finish(self, timeout: float = 240) -> tuple[int, str]:
-        code, out, _err = self.output.finish(timeout)
-        return code, out
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.output.finish(30)
-
-    @property
-    def log(self) -> str:
-        return self.output.text()
+def start_writer(processes: Processes, env: dict[str, str], topic: str, *extra: str) -> Child:
+    """receive_faking_data.py with a progress line every second, whose log lines the test waits for."""
+    return processes.writer(env, *topic_flags(topic), "--progress-every", "1", *extra)
 
 
 def wait_committed(env: dict[str, str], topic: str, more_than: int, timeout: float) -> int:
@@ -96,7 +58,7 @@ def lake_keys(env: dict[str, str], prefix: str) -> list[str]:
 
 
 def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arrive_late(
-    stack_env, new_topic, tmp_path
+    processes, stack_env, new_topic, tmp_path
 ):
     """The measured loss of the old writer (13,242 of 40,000 events): writer A reaches the lake
     through a proxy; the proxy holds A's requests (a lake that stopped answering); writer B joins and
@@ -104,26 +66,28 @@ def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arriv
     A's held uploads to the lake, late."""
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(stack_env, topic, 40_000, 2_000, ids)
+    producer = start_producer(processes, stack_env, topic, 40_000, 2_000, ids)
     with FlakyS3Proxy(stack_env["AWS_ENDPOINT_URL"], fail_rate=0, drop_rate=0, max_delay=0) as proxy:
-        a = Writer(dict(stack_env, AWS_ENDPOINT_URL=proxy.url), topic, "--batch-records", "2000")
+        a = start_writer(
+            processes, dict(stack_env, AWS_ENDPOINT_URL=proxy.url), topic, "--batch-records", "2000"
+        )
         a.wait_for("assigned partitions [0, 1, 2]", 60)
         base = wait_committed(stack_env, topic, 0, 60)
         proxy.mode = "hold"  # from here A's requests hang, and will reach the lake later
         a.wait_for("failed", 60)  # an upload of A timed out: a batch of A is unresolved
-        b = Writer(stack_env, topic, "--batch-records", "1500")
+        b = start_writer(processes, stack_env, topic, "--batch-records", "1500")
         a.wait_for("revoked", 90)  # the rebalance took partitions from A while its uploads hang
         wait_committed(stack_env, topic, base, 60)  # B lands the partitions it got
         held = proxy.counts["held"]
         proxy.mode = "pass"  # A's held requests reach the lake now, after B's
         late = time.monotonic()
-        _out, err = producer.communicate(timeout=120)
-        assert producer.returncode == 0, err
+        code, _out, err = producer.finish(120)
+        assert code == 0, err
         wait_caught_up(stack_env, topic)
         recovered = time.monotonic() - late
         for w in (a, b):
-            code, _out = w.stop()
-            assert code == 0, w.log[-3000:]
+            code, _out, _err = w.stop()
+            assert code == 0, w.text()[-3000:]
         late_answers = {k: v for k, v in proxy.counts.items() if k.startswith("late")}
     assert held >= 1 and sum(late_answers.values()) >= 1, proxy.counts
     totals = check(stack_env, topic, ids)
@@ -138,27 +102,29 @@ def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arriv
     )
 
 
-def test_zombie_writer_paused_past_its_session_while_its_successor_runs(stack_env, new_topic, tmp_path):
+def test_zombie_writer_paused_past_its_session_while_its_successor_runs(
+    processes, stack_env, new_topic, tmp_path
+):
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(stack_env, topic, 30_000, 1_000, ids)
-    a = Writer(stack_env, topic, "--batch-records", "1200", "--batch-age", "2")
+    producer = start_producer(processes, stack_env, topic, 30_000, 1_000, ids)
+    a = start_writer(processes, stack_env, topic, "--batch-records", "1200", "--batch-age", "2")
     a.wait_for("assigned partitions [0, 1, 2]", 60)
     base = wait_committed(stack_env, topic, 0, 60)
-    a.proc.send_signal(signal.SIGSTOP)  # a zombie: alive, silent, past its 10 s session
+    a.send_signal(signal.SIGSTOP)  # a zombie: alive, silent, past its 10 s session
     paused = time.monotonic()
-    b = Writer(stack_env, topic, "--batch-records", "1000", "--batch-age", "2")
+    b = start_writer(processes, stack_env, topic, "--batch-records", "1000", "--batch-age", "2")
     b.wait_for("assigned partitions [0, 1, 2]", 90)  # the group evicted A and gave B everything
     taken_over = time.monotonic() - paused
     wait_committed(stack_env, topic, base, 60)
-    a.proc.send_signal(signal.SIGCONT)  # A wakes with batches gathered and uploads in the air
+    a.send_signal(signal.SIGCONT)  # A wakes with batches gathered and uploads in the air
     a.wait_for("lost", 60)
-    _out, err = producer.communicate(timeout=120)
-    assert producer.returncode == 0, err
+    code, _out, err = producer.finish(120)
+    assert code == 0, err
     wait_caught_up(stack_env, topic)
     for w in (a, b):
-        code, _out = w.stop()
-        assert code == 0, w.log[-3000:]
+        code, _out, _err = w.stop()
+        assert code == 0, w.text()[-3000:]
     totals = check(stack_env, topic, ids)
     assert totals["in_lake"] == 30_000
     record(
@@ -170,13 +136,14 @@ def test_zombie_writer_paused_past_its_session_while_its_successor_runs(stack_en
     )
 
 
-def test_restarts_with_other_settings_after_sigkill_mid_run(stack_env, new_topic, tmp_path):
+def test_restarts_with_other_settings_after_sigkill_mid_run(processes, stack_env, new_topic, tmp_path):
     """While events arrive, each writer is SIGKILLed right after it landed a batch of its own (its next
     one likely in the air), and the next one starts with other batch sizes, format, compression and
     layout: it first lands the claims left in flight with their recipe, then its own."""
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(stack_env, topic, 60_000, 3_000, ids)  # while the writers come and go
+    # while the writers come and go:
+    producer = start_producer(processes, stack_env, topic, 60_000, 3_000, ids)
     prefix = f"faults-{topic}/"
     runs = [  # settings, and how to recognise an object written with them
         (("--batch-records", "3000"), lambda key: key.endswith(".jsonl.gz") and "/dt=" in key),
@@ -188,22 +155,22 @@ def test_restarts_with_other_settings_after_sigkill_mid_run(stack_env, new_topic
         (("--batch-records", "900", "--compression", "none"), lambda key: key.endswith(".jsonl")),
     ]
     for settings, made_by_it in runs:
-        w = Writer(stack_env, topic, *settings)
+        w = start_writer(processes, stack_env, topic, *settings)
         wait_until(
             lambda made_by_it=made_by_it: [
                 k for k in lake_keys(stack_env, prefix) if layout.BOOKKEEPING not in k and made_by_it(k)
             ],
             90,
             f"an object written with {settings}",
-            alive=[w.proc],
+            alive=[w],
         )
         w.kill()
-    _out, err = producer.communicate(timeout=180)
-    assert producer.returncode == 0, err
-    final = Writer(stack_env, topic, "--exit-when-idle", "3")
-    code, out = final.finish()
-    assert code == 0, final.log[-3000:]
-    assert "unlanded=0" in out, final.log[-6000:]
+    code, _out, err = producer.finish(180)
+    assert code == 0, err
+    final = start_writer(processes, stack_env, topic, "--exit-when-idle", "3")
+    code, out, _err = final.finish(240)
+    assert code == 0, final.text()[-3000:]
+    assert "unlanded=0" in out, final.text()[-6000:]
     kinds = {
         k.rsplit("/", 1)[-1].split(".", 1)[1]
         for k in lake_keys(stack_env, prefix)
@@ -222,22 +189,22 @@ def test_restarts_with_other_settings_after_sigkill_mid_run(stack_env, new_topic
     )
 
 
-def test_two_writers_create_a_missing_dead_letter_topic_at_the_same_moment(stack_env, tmp_path):
+def test_two_writers_create_a_missing_dead_letter_topic_at_the_same_moment(processes, stack_env, tmp_path):
     for _ in range(3):
         topic = create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 3)  # no .dlq
         ids = tmp_path / f"{topic}.txt"
-        producer = start_producer(stack_env, topic, 2_000, 0, ids)
-        assert producer.wait(120) == 0
-        pair = [Writer(stack_env, topic, "--exit-when-idle", "3") for _ in range(2)]
+        producer = start_producer(processes, stack_env, topic, 2_000, 0, ids)
+        assert producer.finish(120).returncode == 0
+        pair = [start_writer(processes, stack_env, topic, "--exit-when-idle", "3") for _ in range(2)]
         for w in pair:
-            code, _out = w.finish()
-            assert code == 0, w.log[-3000:]
+            code, _out, _err = w.finish(240)
+            assert code == 0, w.text()[-3000:]
         assert check(stack_env, topic, ids)["in_lake"] == 2_000
 
 
 @pytest.mark.parametrize("dead_letter_topic", ["made by the writer", "made before, too small"])
 def test_a_record_larger_than_the_dead_letter_topic_takes_is_kept_and_the_partition_moves_on(
-    stack_env, tmp_path, dead_letter_topic
+    processes, stack_env, tmp_path, dead_letter_topic
 ):
     from confluent_kafka import Producer
 
@@ -246,7 +213,7 @@ def test_a_record_larger_than_the_dead_letter_topic_takes_is_kept_and_the_partit
     if dead_letter_topic == "made before, too small":
         create_topic(bootstrap, 1, name=topic + ".dlq")  # the broker's 1 MB default
     ids = tmp_path / "acked.txt"
-    assert start_producer(stack_env, topic, 500, 0, ids).wait(120) == 0
+    assert start_producer(processes, stack_env, topic, 500, 0, ids).finish(120).returncode == 0
     big = (
         b'{"event_id":"huge","event_time":"2026-11-24T21:00:00Z","event_type":"x","pad":"'
         + b"p" * 2_500_000
@@ -255,25 +222,26 @@ def test_a_record_larger_than_the_dead_letter_topic_takes_is_kept_and_the_partit
     producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 4 * 1024 * 1024})
     producer.produce(topic, big, key=b"junk-poison")  # junk-: a dead letter, not an event, for check()
     assert producer.flush(30) == 0
-    assert start_producer(stack_env, topic, 500, 0, tmp_path / "more.txt").wait(120) == 0
+    more = start_producer(processes, stack_env, topic, 500, 0, tmp_path / "more.txt")
+    assert more.finish(120).returncode == 0
     for _ in range(2):  # a restart meets the same record: it must not stop there again
-        w = Writer(stack_env, topic, "--exit-when-idle", "3")
-        code, _out = w.finish()
-        assert code == 0, w.log[-3000:]
+        w = start_writer(processes, stack_env, topic, "--exit-when-idle", "3")
+        code, _out, _err = w.finish(240)
+        assert code == 0, w.text()[-3000:]
     totals = check(stack_env, topic, None, dead=1)
     assert totals["in_lake"] == 1_000
     kept = lake_keys(stack_env, layout.dead_letter_key(f"faults-{topic}", topic, 0, 500))
     assert len(kept) == (1 if dead_letter_topic == "made before, too small" else 0)
 
 
-def test_a_writer_exiting_on_idle_while_its_group_has_lag_says_so(stack_env, new_topic, tmp_path):
+def test_a_writer_exiting_on_idle_while_its_group_has_lag_says_so(processes, stack_env, new_topic, tmp_path):
     """Another member of the group holds a partition without landing it: the idle writer's summary
     names what is left, and verify reports it as pending (exit 3), not as landed."""
     from confluent_kafka import Consumer
 
     topic = new_topic(3)
     ids = tmp_path / "acked.txt"
-    assert start_producer(stack_env, topic, 3_000, 0, ids).wait(120) == 0
+    assert start_producer(processes, stack_env, topic, 3_000, 0, ids).finish(120).returncode == 0
     squatter = Consumer(
         {
             "bootstrap.servers": stack_env["KAFKA_BOOTSTRAP_SERVERS"],
@@ -287,7 +255,7 @@ def test_a_writer_exiting_on_idle_while_its_group_has_lag_says_so(stack_env, new
     while not squatter.assignment() and time.monotonic() < deadline:
         squatter.poll(0.2)
     assert squatter.assignment()
-    w = Writer(stack_env, topic, "--exit-when-idle", "3")
+    w = start_writer(processes, stack_env, topic, "--exit-when-idle", "3")
     stop_polling = threading.Event()
 
     def keep_polling() -> None:  # a live member: it takes part in the rebalance, lands nothing
@@ -297,21 +265,15 @@ def test_a_writer_exiting_on_idle_while_its_group_has_lag_says_so(stack_env, new
     keeper = threading.Thread(target=keep_polling)
     keeper.start()
     try:
-        code, out = w.finish()
+        code, out, _err = w.finish(240)
     finally:
         stop_polling.set()
         keeper.join(10)
         squatter.close()
-    assert code == 0, w.log[-3000:]
+    assert code == 0, w.text()[-3000:]
     unlanded = int(out.split("unlanded=")[1].split()[0])
-    assert unlanded > 0 and "not landed" in w.log
-    result = subprocess.run(
-        [PYTHON, "-m", "loglake", "verify", "--topic", topic, "--prefix", f"faults-{topic}"],
-        cwd=REPO,
-        env=clean_env(stack_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    assert unlanded > 0 and "not landed" in w.text()
+    verify = ["-m", "loglake", "verify", "--topic", topic, "--prefix", f"faults-{topic}"]
+    result = processes.start(verify, stack_env, "verify").finish(120)
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"pending={unlanded}" in result.stdout and "result=PENDING" in result.stdout

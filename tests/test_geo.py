@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -27,10 +26,12 @@ import pytest
 from loglake import defaults
 from loglake.layout import object_key, sanitize, topic_prefix
 from loglake.stack.cluster import StackConfig
-from loglake.stack.mirror import Checkpoint, ClusterRef, Mirror, checkpoints, mm2_properties, remote_topic
+from loglake.stack.mirror import ClusterRef, Mirror, mm2_properties
+from loglake.stack.mirror_watch import Checkpoint, checkpoints, remote_topic
 from loglake.stack.services import Instance
-from tests.conftest import PYTHON, REPO, clean_env, extra_stack, record, s3_client, stack
+from tests.conftest import REPO, extra_stack, record, s3_client, stack
 from tests.oracles import topic_event_ids
+from tests.processes import Child, Processes
 from tests.waiting import KafkaProbe
 
 STACK_HOME = REPO / ".stack"
@@ -111,21 +112,19 @@ def test_mirror_names_an_instance_that_is_not_up_in_one_sentence():
 # The failover drill
 
 
-def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    out = open(log, "w")  # noqa: SIM115 - closed when the process object goes away
-    return subprocess.Popen(
-        [PYTHON, *args], cwd=REPO, env=clean_env(env), stdout=out, stderr=subprocess.STDOUT
+def producer(processes: Processes, env: dict[str, str], count: int, ids: Path, name: str) -> Child:
+    """faking_data.py, stdout and stderr in one log, `<name>.log` in the test's tmp_path."""
+    flags = ["--count", str(count), "--rate", str(RATE), "--quiet", "--acked-ids-file", str(ids)]
+    return processes.producer(env, *flags, "--delivery-timeout", "10", name=name, merge_stderr=True)
+
+
+def writer(
+    processes: Processes, env: dict[str, str], topic: str, group: str, prefix: str, name: str
+) -> Child:
+    flags = ["--topic", topic, "--group", group, "--prefix", prefix, "--quiet"]
+    return processes.writer(
+        env, *flags, "--batch-age", "2", "--batch-records", "5000", name=name, merge_stderr=True
     )
-
-
-def producer(env: dict[str, str], count: int, ids: Path, log: Path) -> subprocess.Popen[str]:
-    args = ["faking_data.py", "--count", str(count), "--rate", str(RATE), "--quiet"]
-    return launch([*args, "--acked-ids-file", str(ids), "--delivery-timeout", "10"], env, log)
-
-
-def writer(env: dict[str, str], topic: str, group: str, prefix: str, log: Path) -> subprocess.Popen[str]:
-    args = ["receive_faking_data.py", "--topic", topic, "--group", group, "--prefix", prefix, "--quiet"]
-    return launch([*args, "--batch-age", "2", "--batch-records", "5000"], env, log)
 
 
 def lake_env(kafka_of: dict[str, str], lake_of: dict[str, str]) -> dict[str, str]:
@@ -263,7 +262,7 @@ SCENARIOS = {
 @pytest.mark.faults
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_regional_failover_drill(tmp_path, scenario):
+def test_regional_failover_drill(processes, tmp_path, scenario):
     stall = SCENARIOS[scenario]
     began = time.monotonic()
     with extra_stack("east") as east, extra_stack("west") as west:
@@ -273,8 +272,8 @@ def test_regional_failover_drill(tmp_path, scenario):
         east_ids, west_ids = tmp_path / "acked-east.txt", tmp_path / "acked-west.txt"
 
         # Region east in normal operation; MirrorMaker copies records and the writer's group offsets.
-        east_writer = writer(east_lake, defaults.TOPIC, GROUP, PREFIX, tmp_path / "writer-east.log")
-        east_producer = producer(east, 200_000, east_ids, tmp_path / "producer-east.log")
+        east_writer = writer(processes, east_lake, defaults.TOPIC, GROUP, PREFIX, "writer-east")
+        east_producer = producer(processes, east, 200_000, east_ids, "producer-east")
         producing = time.monotonic()
         lag = LagWatch(east, west, defaults.TOPIC)
         wait_for(
@@ -327,14 +326,15 @@ def test_regional_failover_drill(tmp_path, scenario):
         settled_at = time.monotonic()
         watch = LakeWatch(west_lake, [f"{PREFIX}/{mirrored_topic}/", f"{WEST_PREFIX}/{defaults.TOPIC}/"])
         writers = [
-            writer(west_lake, mirrored_topic, GROUP, PREFIX, tmp_path / "writer-west-mirror.log"),
-            writer(west_lake, defaults.TOPIC, LOCAL_GROUP, WEST_PREFIX, tmp_path / "writer-west-local.log"),
+            writer(processes, west_lake, mirrored_topic, GROUP, PREFIX, "writer-west-mirror"),
+            writer(processes, west_lake, defaults.TOPIC, LOCAL_GROUP, WEST_PREFIX, "writer-west-local"),
         ]
-        west_producer = producer(west, WEST_EVENTS, west_ids, tmp_path / "producer-west.log")
+        west_producer = producer(processes, west, WEST_EVENTS, west_ids, "producer-west")
         outage_status = stack("status", name="west", check=False)
 
-        assert west_producer.wait(timeout=120) == 0, (tmp_path / "producer-west.log").read_text()
-        east_producer.wait(timeout=60)
+        code, log, _ = west_producer.finish(120)
+        assert code == 0, log
+        east_producer.finish(60)
         wait_for("the lake growing again", lambda: watch.first_growth is not None, 90)
         wait_for("west's writers catching up", lambda: caught_up(west, mirrored_topic, GROUP), 120, 1)
         wait_for("west's writers catching up", lambda: caught_up(west, defaults.TOPIC, LOCAL_GROUP), 120, 1)
@@ -342,15 +342,9 @@ def test_regional_failover_drill(tmp_path, scenario):
         for w in writers:
             w.send_signal(signal.SIGTERM)
         for w in writers:
-            assert w.wait(timeout=120) == 0
-        verify_west_local = subprocess.run(
-            [PYTHON, "-m", "loglake", "verify", "--topic", defaults.TOPIC, "--prefix", WEST_PREFIX],
-            cwd=REPO,
-            env=clean_env(west),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+            assert w.finish(120).returncode == 0
+        verify = ["-m", "loglake", "verify", "--topic", defaults.TOPIC, "--prefix", WEST_PREFIX]
+        verify_west_local = processes.start(verify, west, "verify-west-local").finish(120)
         mirrored_ids = topic_event_ids(west, mirrored_topic)
         mirrored_ends = end_offsets_by_partition(west, mirrored_topic)
         lake = read_lake(west_lake, [f"{PREFIX}/", f"{WEST_PREFIX}/"])

@@ -140,10 +140,7 @@ class WriterWorld(RuleBasedStateMachine):
     def _gone(self, x: dict) -> None:
         """A writer that exited or was killed: the group frees its partitions (session timeout)."""
         x["alive"] = False
-        for p, owner in self.w.cluster.owner.items():
-            if owner is x["consumer"]:
-                self.w.cluster.owner[p] = None
-                self.w.cluster.generation[p] += 1
+        self.w.cluster.leave(x["consumer"])
 
     # -- the checks -----------------------------------------------------------------------------------
     @invariant()

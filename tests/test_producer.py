@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import subprocess
 import time
 import uuid
 from collections import defaultdict
@@ -17,8 +16,8 @@ from loglake import events
 from loglake.fake import FakeLogs
 from loglake.produce import DeliveryReport, produce
 from loglake.settings import KafkaSettings, ProducerSettings
-from tests.conftest import PYTHON, REPO, clean_env
-from tests.waiting import KafkaProbe, Output, records_to_end, wait_for_records, wait_unacknowledged
+from tests.processes import Child, Finished, Processes
+from tests.waiting import KafkaProbe, records_to_end, wait_for_records, wait_unacknowledged, wait_until
 
 
 def settings_for(stack_env: dict[str, str], topic: str, **changes) -> ProducerSettings:
@@ -41,7 +40,7 @@ def test_n_events_produced_are_n_distinct_readable_events(
     are counted: the same records arrive, with their keys, timestamps and headers."""
     topic = new_topic(3, with_dlq=False)
     settings = settings_for(stack_env, topic, count=3000, producer_id="test-producer")
-    settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, client=client))
+    settings = dataclasses.replace(settings, kafka_client=client)
     report = produce(settings, keep_acked_ids=keep_ids)
     assert report.ok, report
     assert (report.sent, report.acked, report.failed) == (3000, 3000, 0)
@@ -219,30 +218,26 @@ def test_the_real_clock_paces_too(stack_env: dict[str, str], new_topic: Callable
     assert KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"]).in_topic(topic) == report.sent
 
 
+def first_line(process: Child) -> str:
+    """The first line the producer writes to stderr ("... producing to <topic> ..." once it is sending)."""
+    return wait_until(process.lines, 120, "the producer's first line", alive=[process])[0]
+
+
 @pytest.mark.integration
 def test_sigterm_mid_run_flushes_prints_summary_and_all_acked_are_readable(
-    stack_env: dict[str, str], new_topic: Callable[..., str], tmp_path: Path
+    processes: Processes, stack_env: dict[str, str], new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = new_topic(3, with_dlq=False)
     ids_file = tmp_path / "acked.txt"
-    process = subprocess.Popen(
-        [PYTHON, "faking_data.py", "--topic", topic, "--rate", "2000", "--acked-ids-file", str(ids_file)],
-        cwd=REPO,
-        env=clean_env(stack_env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = processes.producer(
+        stack_env, "--topic", topic, "--rate", "2000", "--acked-ids-file", str(ids_file)
     )
-    try:
-        line = process.stderr.readline()  # "... producing to <topic> ..." once it is sending
-        assert "producing to" in line, line
-        wait_for_records(stack_env["KAFKA_BOOTSTRAP_SERVERS"], topic, 500, "before SIGTERM", [process])
-        process.send_signal(signal.SIGTERM)  # mid-run: it has no --count and no --duration
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
+    line = first_line(process)
+    assert "producing to" in line, line
+    wait_for_records(stack_env["KAFKA_BOOTSTRAP_SERVERS"], topic, 500, "before SIGTERM", [process])
+    process.send_signal(signal.SIGTERM)  # mid-run: it has no --count and no --duration
+    code, out, err = process.finish(60)
+    assert code == 0, err
     summary = out.strip().splitlines()[-1].split()
     assert "stopped_by=SIGTERM" in summary
     assert "failed=0" in summary and "in_flight=0" in summary
@@ -255,16 +250,10 @@ def test_sigterm_mid_run_flushes_prints_summary_and_all_acked_are_readable(
 
 
 @pytest.mark.integration
-def test_missing_topic_is_one_sentence(stack_env: dict[str, str]) -> None:
+def test_missing_topic_is_one_sentence(processes: Processes, stack_env: dict[str, str]) -> None:
     missing = f"missing-{uuid.uuid4().hex[:8]}"
-    result = subprocess.run(
-        [PYTHON, "faking_data.py", "--topic", missing, "--count", "5", "--connect-timeout", "5"],
-        cwd=REPO,
-        env=clean_env(stack_env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    flags = ["--topic", missing, "--count", "5", "--connect-timeout", "5"]
+    result = processes.producer(stack_env, *flags).finish(60)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"topic '{missing}' does not exist" in result.stderr
@@ -272,27 +261,19 @@ def test_missing_topic_is_one_sentence(stack_env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("client", ["confluent", "kafka-python"])
-def test_unreachable_broker_is_one_sentence_within_the_bound(client: str) -> None:
+def test_unreachable_broker_is_one_sentence_within_the_bound(processes: Processes, client: str) -> None:
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            PYTHON,
-            "faking_data.py",
-            "--bootstrap-servers",
-            "127.0.0.1:1",
-            "--connect-timeout",
-            "3",
-            "--count",
-            "5",
-            "--kafka-client",
-            client,
-        ],
-        cwd=REPO,
-        env=clean_env({}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.producer(
+        {},
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--connect-timeout",
+        "3",
+        "--count",
+        "5",
+        "--kafka-client",
+        client,
+    ).finish(60)
     elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
@@ -302,110 +283,79 @@ def test_unreachable_broker_is_one_sentence_within_the_bound(client: str) -> Non
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--count", "-3"), ("--rate", "abc"), ("--seed", "x")])
-def test_bad_flag_on_the_command_line_exits_2(flag: str, value: str) -> None:
-    result = subprocess.run(
-        [PYTHON, "faking_data.py", flag, value],
-        cwd=REPO,
-        env=clean_env({}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_bad_flag_on_the_command_line_exits_2(processes: Processes, flag: str, value: str) -> None:
+    result = processes.producer({}, flag, value).finish(60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: argument {flag}:")
 
 
-def test_bad_environment_value_is_one_sentence() -> None:
-    result = subprocess.run(
-        [PYTHON, "faking_data.py"],
-        cwd=REPO,
-        env=clean_env({"LOGLAKE_RATE": "fast"}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_bad_environment_value_is_one_sentence(processes: Processes) -> None:
+    result = processes.producer({"LOGLAKE_RATE": "fast"}).finish(60)
     assert result.returncode != 0
     assert result.stderr.strip() == "error: environment variable LOGLAKE_RATE: 'fast' is not a number"
 
 
+def faking_data_unreachable(processes: Processes, *args: str, env: dict[str, str] | None = None) -> Finished:
+    """faking_data.py pointed at a port nobody listens on: what it does before and instead of sending."""
+    flags = (*args, "--connect-timeout", "2", "--bootstrap-servers", "127.0.0.1:1")
+    return processes.producer(env or {}, *flags).finish(60)
+
+
+def test_an_endless_unpaced_run_is_refused_unless_asked_for(processes: Processes) -> None:
+    """`--rate 0` with no --count and no --duration would fill Kafka's disk within minutes: refused in
+    one sentence before anything connects (flag or environment), unless --until-stopped asks for it,
+    which the run then says in one line at start."""
+    for result in (
+        faking_data_unreachable(processes, "--rate", "0"),
+        faking_data_unreachable(processes, env={"LOGLAKE_RATE": "0"}),
+    ):
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: --rate 0 without --count or --duration")
+        assert "--until-stopped" in result.stderr
+    for bound in (["--count", "5"], ["--duration", "5"], ["--until-stopped"]):
+        lines = faking_data_unreachable(processes, "--rate", "0", *bound).stderr.splitlines()
+        assert lines[-1].startswith("error: no Kafka broker answered"), lines
+        said = [line for line in lines if "until stopped" in line]
+        if bound == ["--until-stopped"]:
+            assert len(said) == 1 and " WARNING " in said[0] and "as fast as possible" in said[0], lines
+        else:
+            assert not said, lines
+
+
 @pytest.mark.stack
-def test_secure_cluster_sasl_scram_over_tls_producers_writer_and_verify() -> None:
+def test_secure_cluster_sasl_scram_over_tls_producers_writer_and_verify(processes: Processes) -> None:
     from tests.conftest import extra_stack
 
     with extra_stack("secure", "--secure") as env:
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         for client in ("confluent", "kafka-python"):
-            result = subprocess.run(
-                [
-                    PYTHON,
-                    "faking_data.py",
-                    "--count",
-                    "500",
-                    "--rate",
-                    "0",
-                    "--quiet",
-                    "--kafka-client",
-                    client,
-                ],
-                cwd=REPO,
-                env=clean_env(env),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            flags = ["--count", "500", "--rate", "0", "--quiet", "--kafka-client", client]
+            result = processes.producer(env, *flags).finish(120)
             assert result.returncode == 0, result.stderr
             assert "sent=500 acked=500 failed=0" in result.stdout
-        wrong_password = clean_env({**env, "KAFKA_SASL_PASSWORD": "not-the-password"})
-        wrong_ca = clean_env({**env, "KAFKA_SSL_CAFILE": "/etc/ssl/certs/ca-certificates.crt"})
+        wrong_password = {**env, "KAFKA_SASL_PASSWORD": "not-the-password"}
+        wrong_ca = {**env, "KAFKA_SSL_CAFILE": "/etc/ssl/certs/ca-certificates.crt"}
         for client in ("confluent", "kafka-python"):
             for wrong, sentence in ((wrong_password, "refused the credentials"), (wrong_ca, "TLS handshake")):
-                result = subprocess.run(
-                    [
-                        PYTHON,
-                        "faking_data.py",
-                        "--count",
-                        "5",
-                        "--connect-timeout",
-                        "5",
-                        "--kafka-client",
-                        client,
-                    ],
-                    cwd=REPO,
-                    env=wrong,
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
+                flags = ["--count", "5", "--connect-timeout", "5", "--kafka-client", client]
+                result = processes.producer(wrong, *flags).finish(120)
                 assert result.returncode == 1
                 assert result.stderr.count("\n") == 1, result.stderr
                 assert sentence in result.stderr, result.stderr
         # the lake writer and verify on the same secured stack (Kafka SASL_SSL, S3 over https)
         assert env["AWS_ENDPOINT_URL"].startswith("https://")
-        landed = subprocess.run(
-            [PYTHON, "receive_faking_data.py", "--exit-when-idle", "3", "--idle-flush", "1"],
-            cwd=REPO,
-            env=clean_env(env),
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        landed = processes.writer(env, "--exit-when-idle", "3", "--idle-flush", "1").finish(180)
         assert landed.returncode == 0, landed.stderr
         assert "records=1000 " in landed.stdout, landed.stdout
         assert env["KAFKA_SASL_PASSWORD"] not in landed.stdout + landed.stderr
-        checked = subprocess.run(
-            [PYTHON, "-m", "loglake", "verify"], cwd=REPO, env=clean_env(env), capture_output=True, text=True
-        )
+        checked = processes.start(["-m", "loglake", "verify"], env, "verify").finish(300)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "in_lake=1000 " in checked.stdout and "result=OK" in checked.stdout, checked.stdout
         for command in (["receive_faking_data.py"], ["-m", "loglake", "verify"]):
-            refused = subprocess.run(
-                [PYTHON, *command, "--connect-timeout", "5"],
-                cwd=REPO,
-                env=wrong_password,
-                capture_output=True,
-                text=True,
-                timeout=120,
+            refused = processes.start([*command, "--connect-timeout", "5"], wrong_password, "refused").finish(
+                120
             )
             assert refused.returncode == 1, refused.stderr
             assert refused.stderr.count("\n") == 1, refused.stderr
@@ -415,49 +365,36 @@ def test_secure_cluster_sasl_scram_over_tls_producers_writer_and_verify() -> Non
 @pytest.mark.faults
 @pytest.mark.parametrize("client", ["confluent", "kafka-python"])
 def test_broker_killed_and_restarted_mid_run_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, client: str
+    processes: Processes, tmp_path: Path, client: str
 ) -> None:
     from tests.conftest import extra_stack, stack
 
     with extra_stack("faults") as env:
         ids_file = tmp_path / "acked.txt"
-        process = subprocess.Popen(
-            [
-                PYTHON,
-                "faking_data.py",
-                "--rate",
-                "1000",
-                "--count",
-                "8000",
-                "--delivery-timeout",
-                "90",
-                "--acked-ids-file",
-                str(ids_file),
-                "--progress-every",
-                "1",
-                "--kafka-client",
-                client,
-            ],
-            cwd=REPO,
-            env=clean_env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        process = processes.producer(
+            env,
+            "--rate",
+            "1000",
+            "--count",
+            "8000",
+            "--delivery-timeout",
+            "90",
+            "--acked-ids-file",
+            str(ids_file),
+            "--progress-every",
+            "1",
+            "--kafka-client",
+            client,
         )
-        output = Output(process)
-        try:
-            wait_for_records(env["KAFKA_BOOTSTRAP_SERVERS"], "log-data", 2000, "before the kill", [process])
-            stack("kill", "kafka-1", name="faults")
-            # The outage lasts until 1,000 events sent into it wait for the broker (they are what the
-            # restart must deliver), as the producer's own progress lines (every 1 s) tell.
-            wait_unacknowledged(output, 1000)
-            # A SIGKILLed ZooKeeper-mode broker can only register again once ZooKeeper has expired its
-            # old session: `start` waits that out (up to its --timeout).
-            stack("start", "kafka-1", "--timeout", "120", name="faults", timeout=180)
-            code, out, err = output.finish(timeout=150)
-        finally:
-            if process.poll() is None:
-                process.kill()
+        wait_for_records(env["KAFKA_BOOTSTRAP_SERVERS"], "log-data", 2000, "before the kill", [process])
+        stack("kill", "kafka-1", name="faults")
+        # The outage lasts until 1,000 events sent into it wait for the broker (they are what the
+        # restart must deliver), as the producer's own progress lines (every 1 s) tell.
+        wait_unacknowledged(process, 1000)
+        # A SIGKILLed ZooKeeper-mode broker can only register again once ZooKeeper has expired its
+        # old session: `start` waits that out (up to its --timeout).
+        stack("start", "kafka-1", "--timeout", "120", name="faults", timeout=180)
+        code, out, err = process.finish(150)
         assert code == 0, err
         assert "sent=8000 acked=8000 failed=0" in out
         acked = ids_file.read_text().split()
@@ -471,7 +408,7 @@ def test_broker_killed_and_restarted_mid_run_loses_nothing_and_duplicates_nothin
 @pytest.mark.faults
 @pytest.mark.parametrize("keep_ids", [True, False], ids=["acks-reported", "acks-counted"])
 def test_events_that_cannot_be_delivered_are_counted_as_failed_and_exit_1(
-    tmp_path: Path, keep_ids: bool
+    processes: Processes, tmp_path: Path, keep_ids: bool
 ) -> None:
     """With an acknowledged-ids file every outcome is reported; without, only failures are, and the
     acknowledged records are counted (sent - failed - in flight): the same figures either way."""
@@ -479,33 +416,13 @@ def test_events_that_cannot_be_delivered_are_counted_as_failed_and_exit_1(
 
     with extra_stack("faults") as env:
         ids_file = tmp_path / "acked.txt"
-        process = subprocess.Popen(
-            [
-                PYTHON,
-                "faking_data.py",
-                "--rate",
-                "500",
-                "--count",
-                "3000",
-                "--delivery-timeout",
-                "4",
-                *(["--acked-ids-file", str(ids_file)] if keep_ids else []),
-            ],
-            cwd=REPO,
-            env=clean_env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert "producing to" in process.stderr.readline()
-            wait_for_records(env["KAFKA_BOOTSTRAP_SERVERS"], "log-data", 500, "before the kill", [process])
-            stack("kill", "kafka-1", name="faults")  # and it stays down
-            out, err = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        assert process.returncode == 1
+        flags = ["--rate", "500", "--count", "3000", "--delivery-timeout", "4"]
+        process = processes.producer(env, *flags, *(["--acked-ids-file", str(ids_file)] if keep_ids else []))
+        assert "producing to" in first_line(process)
+        wait_for_records(env["KAFKA_BOOTSTRAP_SERVERS"], "log-data", 500, "before the kill", [process])
+        stack("kill", "kafka-1", name="faults")  # and it stays down
+        code, out, err = process.finish(120)
+        assert code == 1
         fields = dict(part.split("=", 1) for part in out.strip().splitlines()[-1].split()[1:])
         sent, acked, failed = int(fields["sent"]), int(fields["acked"]), int(fields["failed"])
         assert sent == 3000

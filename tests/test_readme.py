@@ -28,7 +28,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 COMPOSE_BINARY = REPO / ".stack" / "cache" / "compose-v2.40.3" / "docker-compose"
 KAFKA_JARS = REPO / ".stack" / "cache" / "kafka-3.9.2" / ".complete"
 # commands shown for what they are, not for a flag of ours: only their existence matters
-UNCHECKED = {"printf", ".venv/bin/ruff", "sleep", "wait"}
+UNCHECKED = {"printf", ".venv/bin/ruff", ".venv/bin/lint-imports", "sleep", "wait"}
 
 
 def commands_of(text: str) -> list[list[str]]:
@@ -86,9 +86,16 @@ def help_of(*command: str) -> str:
 
 
 def check_script(words: list[str], where: str) -> str:
-    """`[.venv/bin/]python faking_data.py|receive_faking_data.py FLAGS` or `python -m loglake verify FLAGS`."""
+    """`[.venv/bin/]python faking_data.py|receive_faking_data.py FLAGS`, `python -m loglake verify FLAGS` or
+    `python -m loglake table maintain FLAGS`."""
     if words[1:4] == ["-m", "loglake", "verify"]:
         text, rest, name = help_of(sys.executable, "-m", "loglake", "verify"), words[4:], "verify"
+    elif words[1:5] == ["-m", "loglake", "table", "maintain"]:
+        text, rest, name = (
+            help_of(sys.executable, "-m", "loglake", "table", "maintain"),
+            words[5:],
+            "table maintain",
+        )
     elif words[1:3] == ["-m", "pytest"]:
         return "pytest"
     elif words[1:2] == ["-"]:
@@ -152,7 +159,7 @@ def check_compose(words: list[str], where: str) -> str:
             profiles.append(rest[1])
         rest = rest[2:] if global_flags[flag] else rest[1:]
     declared = {p for s in COMPOSE["services"].values() for p in s.get("profiles", [])}
-    assert set(profiles) <= declared, f"{where}: no profile {profiles} in docker-compose.yml"
+    assert set(profiles) <= declared | {"*"}, f"{where}: no profile {profiles} in docker-compose.yml"
     sub, rest = rest[0], rest[1:]
     sub_flags = compose_help(sub)
     operands = []
@@ -172,7 +179,7 @@ def check_compose(words: list[str], where: str) -> str:
     for service in operands:
         assert service in COMPOSE["services"], f"{where}: docker-compose.yml has no service {service}"
         wanted = COMPOSE["services"][service].get("profiles")
-        assert not wanted or set(wanted) & set(profiles), (
+        assert not wanted or set(wanted) & set(profiles) or "*" in profiles, (
             f"{where}: service {service} needs --profile {wanted[0]}"
         )
     if sub in ("exec", "run"):
@@ -227,6 +234,14 @@ def check(words: list[str], where: str) -> str:
             name = word.split("=", 1)[0]
             assert f'"{name}"' in code, f"{where}: loglake reads no variable {name}"
         return "export"
+    if head == ".venv/bin/pip-compile":
+        text = help_of(str(REPO / head))
+        for word in words[1:]:
+            if word.startswith("-"):
+                assert has_flag(word.split("=", 1)[0], text), f"{where}: pip-compile has no flag {word}"
+            elif word.endswith(".txt") and words[words.index(word) - 1] != "--output-file":
+                assert (REPO / word).is_file(), f"{where}: {word} does not exist"
+        return "pip-compile"
     if head == "make":
         makefile = (REPO / "Makefile").read_text()
         for target in words[1:]:
@@ -309,3 +324,124 @@ def test_readme_links_to_every_reference_page():
     assert "](docs/geo.md)" in readme
     for picture in re.findall(r"\]\((Image/[^)]+)\)", readme):
         assert (REPO / picture).exists(), picture
+
+
+# ------------------------------------------------------------------- the tutorial against compose
+
+
+def compose_commands() -> list[tuple[str, list[str], list[str]]]:
+    """(page, global options, [subcommand, args...]) of every `docker compose` command the pages show,
+    in bash blocks and in inline code."""
+    found = [(page, words) for page, words in all_commands() if words[:2] == ["docker", "compose"]]
+    for page in PAGES:
+        for span in re.findall(r"`(docker compose [^`]*)`", page.read_text()):
+            found.append((page.name, shlex.split(span.replace("…", ""))))
+    commands = []
+    for page, words in found:
+        rest, options = words[2:], []
+        while rest and rest[0].startswith("-"):
+            takes_value = rest[0] in ("--profile", "-f", "--file", "--env-file", "-p", "--project-name")
+            options += rest[: 2 if takes_value else 1]
+            rest = rest[2 if takes_value else 1 :]
+        if rest:
+            commands.append((page, options, rest))
+    return commands
+
+
+def test_compose_ps_shows_the_exited_init_jobs():
+    """`docker compose ps` lists running containers only: the init jobs' `Exited (0)` needs -a."""
+    shown = [(page, args) for page, _, args in compose_commands() if args[0] == "ps"]
+    assert shown
+    for page, args in shown:
+        assert {"-a", "--all"} & set(args) or "--status" in args, f"{page}: docker compose {' '.join(args)}"
+
+
+def test_teardown_reaches_every_profile():
+    """`down` and a whole-stack `stop` act on the profiles named only: they say --profile '*'."""
+    teardowns = [
+        (page, options, args)
+        for page, options, args in compose_commands()
+        if args[0] == "down"
+        or (args[0] in ("stop", "kill") and not [a for a in args[1:] if not a.startswith("-")])
+    ]
+    assert len(teardowns) >= 4
+    for page, options, args in teardowns:
+        assert "*" in options, (
+            f"{page}: docker compose {' '.join(options + args)} leaves the profiles' services"
+        )
+
+
+def test_every_one_off_run_leaves_the_running_stack_alone():
+    """`run` starts the service's dependencies again (the init jobs, or a broker killed on purpose)
+    unless --no-deps: the tutorial runs its one-off containers beside a running stack."""
+    runs = [(page, args) for page, _, args in compose_commands() if args[0] == "run"]
+    assert len(runs) >= 5
+    for page, args in runs:
+        assert "--no-deps" in args, f"{page}: docker compose {' '.join(args)}"
+
+
+def section(page: str, heading: str) -> str:
+    text = (REPO / page).read_text()
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start : end if end > 0 else None]
+
+
+def test_prerequisites_name_every_sign_of_a_missing_compose_plugin_and_the_ports():
+    prerequisites = section("README.md", "## Prerequisites")
+    for message in ("docker: unknown command: docker compose", "'compose' is not a docker command"):
+        assert f"`{message}`" in prerequisites
+    ports = re.search(r"free ports ([\d, and]+) on\s+127\.0\.0\.1", prerequisites).group(1)
+    stated = sorted(int(p) for p in re.findall(r"\d+", ports))
+    published = sorted(
+        int(str(port).split(":")[1])
+        for service in COMPOSE["services"].values()
+        if not service.get("profiles")
+        for port in service.get("ports", [])
+    )
+    assert stated == published
+
+
+def test_the_quick_start_promises_what_the_compose_file_sets():
+    quick = section("README.md", "## Quick start")
+    env = {name: s.get("environment", {}) for name, s in COMPOSE["services"].items()}
+
+    def default(value: str) -> int:
+        return int(re.fullmatch(r"\$\{\w+:-(\d+)\}", value).group(1))
+
+    rate, duration = default(env["producer"]["LOGLAKE_RATE"]), default(env["producer"]["LOGLAKE_DURATION"])
+    assert f"sends {rate} fake events a second for an hour" in quick and duration == 3600
+    batch_age = default(env["writer"]["LOGLAKE_BATCH_AGE"])
+    assert f"waited {batch_age} s\n  (`LOGLAKE_BATCH_AGE`" in quick
+    assert "Within a minute" in quick and batch_age < 60
+    # verify while the producer runs: PENDING with exit 3, and the way to OK
+    assert "result=PENDING" in quick and "exits 3" in quick and "--to-committed" in quick
+    services = set(re.findall(r"`([a-z-]+)`", quick)) & set(COMPOSE["services"])
+    assert services == {name for name, s in COMPOSE["services"].items() if not s.get("profiles")}
+
+
+def test_repository_scripts_are_executable_in_git():
+    """A fresh clone runs `./.ci/run` and scripts/*: git must store them as executables."""
+    scripts = sorted(p for folder in ("scripts", ".ci") for p in (REPO / folder).iterdir() if p.is_file())
+    assert any(p.name == "run" for p in scripts)
+    listed = subprocess.run(
+        ["git", "ls-files", "-s", "--", "scripts", ".ci"], cwd=REPO, capture_output=True, text=True
+    )
+    if listed.returncode != 0 or not listed.stdout:
+        pytest.skip("not a git checkout: the mode git stores cannot be read")
+    modes = {line.split("\t")[1]: line.split()[0] for line in listed.stdout.splitlines()}
+    for path in scripts:
+        name = str(path.relative_to(REPO))
+        assert modes.get(name) == "100755", f"{name} is stored as {modes.get(name)}, not executable"
+
+
+def test_the_suite_time_is_one_figure_in_one_place():
+    """How long the suite takes: measured once, written in docs/development.md, linked from elsewhere."""
+    for page in PAGES:
+        text = page.read_text().replace("\n", " ")
+        claims = re.findall(r"(?:suite|scripts/test|\.ci/run)[^.]{0,80}?\b\d+(?:\.\d+)? minutes", text)
+        if page.name == "development.md":
+            assert len(claims) == 1, claims
+        else:
+            assert not claims, f"{page.name}: {claims}"
+    assert "](docs/development.md#how-long-the-suite-takes)" in (REPO / "README.md").read_text()

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from loglake import cli, produce, settings, verify
+from loglake import cli, flags, formats, produce, settings, verify
 from loglake.errors import ConfigError
+from loglake.flags import settings_of
+from loglake.kafka.clients import PRODUCERS
 from loglake.settings import (
     COMMANDS,
     KafkaSettings,
@@ -20,13 +22,18 @@ from loglake.settings import (
     ProducerSettings,
     VerifySettings,
     WriterSettings,
-    settings_of,
     with_flag_tables,
 )
+from loglake.table import cli as table_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-PARSERS = {"producer": produce.build_parser, "writer": cli.build_parser, "verify": verify.build_parser}
+PARSERS = {
+    "producer": produce.build_parser,
+    "writer": cli.build_parser,
+    "verify": verify.build_parser,
+    "maintain": table_cli.build_parser,
+}
 
 
 def documented_tables() -> dict[str, str]:
@@ -110,11 +117,11 @@ def test_no_flags_and_no_environment_give_the_dataclass_defaults(command, monkey
         for old in s.opt.deprecated_env:
             monkeypatch.delenv(old, raising=False)
     ns = PARSERS[command]().parse_args([])
-    assert settings.values_of(COMMANDS[command], ns) == COMMANDS[command]()
+    assert flags.values_of(COMMANDS[command], ns) == COMMANDS[command]()
 
 
 def writer(argv: list[str], env: dict[str, str]) -> WriterSettings:
-    return cli.settings_from_args(settings.Parser(WriterSettings, environ=env, prog="w").parse_args(argv))
+    return cli.settings_from_args(flags.Parser(WriterSettings, environ=env, prog="w").parse_args(argv))
 
 
 def test_flag_beats_environment_beats_default():
@@ -146,8 +153,8 @@ def test_secrets_come_from_the_environment_only():
 
 
 def test_format_and_compression_and_their_deprecated_names(caplog):
-    assert writer(["--format", "parquet"], {}).recipe.compression == "zstd"
-    assert writer([], {}).recipe.compression == "gzip"
+    assert formats.recipe_of(writer(["--format", "parquet"], {})).compression == "zstd"
+    assert formats.recipe_of(writer([], {})).compression == "gzip"
     with caplog.at_level(logging.WARNING, logger="loglake.settings"):
         old = writer([], {"LOGLAKE_LAKE_FORMAT": "parquet", "LOGLAKE_LAKE_COMPRESSION": "snappy"})
     assert (old.fmt, old.compression) == ("parquet", "snappy")
@@ -191,7 +198,7 @@ def test_format_and_compression_and_their_deprecated_names(caplog):
 )
 def test_a_bad_value_is_one_sentence_and_exit_2(argv, env, says, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        settings.Parser(WriterSettings, environ=env, prog="receive_faking_data.py").parse_args(argv)
+        flags.Parser(WriterSettings, environ=env, prog="receive_faking_data.py").parse_args(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(says) and err.count("\n") == 1, err
@@ -205,17 +212,28 @@ def test_a_recipe_that_cannot_work_is_one_sentence_and_exit_2():
 
 
 def test_verify_and_producer_read_their_own_flags_and_variables():
-    v = settings.values_of(
+    v = flags.values_of(
         VerifySettings,
-        settings.Parser(VerifySettings, environ={"LOGLAKE_TO_COMMITTED": "1"}, prog="v").parse_args(
+        flags.Parser(VerifySettings, environ={"LOGLAKE_TO_COMMITTED": "1"}, prog="v").parse_args(
             ["--group", "g"]
         ),
     )
     assert (v.group, v.to_committed, v.from_earliest) == ("g", True, False)
-    p = settings.values_of(
+    p = flags.values_of(
         ProducerSettings,
-        settings.Parser(ProducerSettings, environ={"LOGLAKE_COUNT": "7"}, prog="p").parse_args(
-            ["--seed", "3"]
-        ),
+        flags.Parser(ProducerSettings, environ={"LOGLAKE_COUNT": "7"}, prog="p").parse_args(["--seed", "3"]),
     )
     assert (p.count, p.seed, p.rate) == (7, 3, 50.0)
+
+
+def test_the_declared_choices_are_the_ones_formats_and_kafka_implement():
+    """settings declares the names a flag takes (so --help needs no other module); the modules behind
+    the names know each of them, and no other."""
+    assert tuple(formats.FORMATS) == settings.FORMATS
+    assert settings.LAYOUTS == formats.LAYOUTS
+    assert tuple(formats.compressions()) == settings.LAKE_COMPRESSIONS
+    assert tuple(PRODUCERS) == settings.KAFKA_CLIENTS
+    from confluent_kafka import Producer
+
+    for compression in settings.KAFKA_COMPRESSIONS:  # librdkafka refuses a codec it does not know
+        Producer({"bootstrap.servers": "127.0.0.1:9", "compression.type": compression}).flush(0)

@@ -1,18 +1,43 @@
-"""The native stack is real: Kafka round trips on each mode, S3 put/get/list, replication under broker loss."""
+"""The native stack is real: Kafka round trips on each mode, S3 put/get/list, replication under broker loss,
+MinIO as the lake (what it answers beside versitygw, a write and verify round trip, lake-sql),
+PostgreSQL for the Iceberg catalog, and Kafka's tools stopped by a signal."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
+import subprocess
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import psutil
 import pytest
+import yaml
 
-from loglake.stack.__main__ import ENV_NAMES, compose_env_lines, env_lines
+from loglake import defaults
+from loglake.stack import fetch
 from loglake.stack.cluster import StackConfig, kafka_properties
+from loglake.stack.environment import ENV_NAMES, ICEBERG_KEYS, compose_env_lines, env_lines, env_values
 from loglake.stack.services import Instance
-from tests.conftest import BASE_OFFSET, create_topic, extra_stack, read_stack_env, stack
+from tests.conftest import (
+    BASE_OFFSET,
+    PYTHON,
+    REPO,
+    clean_env,
+    create_topic,
+    extra_stack,
+    read_stack_env,
+    s3_client,
+    stack,
+)
 from tests.waiting import KafkaProbe, kafka_errors, wait_until
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 # ---------------------------------------------------------------------------------------- unit
 
@@ -75,6 +100,61 @@ def test_secure_listener_uses_scram_over_tls(tmp_path):
     assert "CLIENT:SASL_SSL" in text and "sasl.enabled.mechanisms=SCRAM-SHA-512" in text
 
 
+def test_compose_runs_the_minio_release_the_stack_builds():
+    """The compose image's RELEASE tag and the Go module version `scripts/stack up --s3 minio` builds name
+    the same release: the pseudo-version's timestamp is the release's, its commit the release's commit."""
+    image = COMPOSE["services"]["minio"]["image"]
+    tag = re.search(r":(RELEASE\.[0-9TZ-]+)@sha256:", image).group(1)
+    day, clock = re.fullmatch(r"RELEASE\.(\d{4}-\d\d-\d\d)T(\d\d-\d\d-\d\d)Z", tag).groups()
+    stamp, commit = re.fullmatch(r"v0\.0\.0-(\d{14})-([0-9a-f]{12})", fetch.MINIO.version).groups()
+    assert stamp == day.replace("-", "") + clock.replace("-", ""), (tag, fetch.MINIO.version)
+    assert tag == defaults.MINIO_RELEASE and defaults.MINIO_COMMIT.startswith(commit)
+    assert fetch.MINIO.install_argv[-1] == f"github.com/minio/minio@{defaults.MINIO_MODULE_VERSION}"
+    assert f"cmd.ReleaseTag={tag} " in fetch.MINIO.ldflags  # `minio --version` names the release
+
+
+def test_topics_are_bounded_by_bytes_as_compose_bounds_them(tmp_path):
+    broker = COMPOSE["x-kafka-env"]
+    text = kafka_properties(StackConfig(), 1, tmp_path, tmp_path)
+    assert f"log.retention.bytes={broker['KAFKA_LOG_RETENTION_BYTES']}\n" in text
+    assert f"log.segment.bytes={broker['KAFKA_LOG_SEGMENT_BYTES']}\n" in text
+
+
+def test_minio_listens_on_the_s3_and_console_ports_of_compose():
+    cfg = StackConfig(s3="minio", port_offset=100)
+    published = COMPOSE["services"]["minio"]["ports"]
+    assert published == [f"127.0.0.1:{p}:{p}" for p in (defaults.S3_PORT, defaults.S3_CONSOLE_PORT)]
+    assert cfg.ports_of("s3") == [9100, 9101]
+    assert StackConfig().ports_of("s3") == [9100 - 100]  # versitygw: no console
+
+
+def test_the_s3_server_is_part_of_an_instance_shape_and_postgres_is_not():
+    assert not StackConfig().same_shape(StackConfig(s3="minio"))
+    assert StackConfig().same_shape(StackConfig(postgres=True))
+    assert StackConfig(postgres=True, port_offset=7).postgres_port == 5439
+    assert "postgres" in StackConfig(postgres=True).service_names()
+
+
+def test_env_names_every_catalog_property_as_pyiceberg_spells_it(tmp_path):
+    """pyiceberg reads PYICEBERG_CATALOG__<NAME>__<KEY>: a `__` inside the key is a `.`, a `_` is a `-`."""
+    for prop, name in ICEBERG_KEYS.items():
+        head, catalog, key = name.split("__", 2)
+        assert (head, catalog) == ("PYICEBERG_CATALOG", "LOGLAKE")
+        assert key.lower().replace("__", ".").replace("_", "-") == prop
+    values = env_values(Instance(tmp_path, StackConfig(name="x", port_offset=100)))
+    assert values[ICEBERG_KEYS["uri"]] == f"sqlite:///{tmp_path.resolve()}/x/catalog.db"
+    assert values[ICEBERG_KEYS["type"]] == "sql"
+    assert values[ICEBERG_KEYS["warehouse"]] == "s3://datalake/warehouse"
+    assert values[ICEBERG_KEYS["s3.endpoint"]] == "http://127.0.0.1:9100"
+    assert values[ICEBERG_KEYS["s3.region"]] == defaults.REGION
+    with_pg = env_values(Instance(tmp_path, StackConfig(name="x", port_offset=100, postgres=True)))
+    assert (
+        with_pg[ICEBERG_KEYS["uri"]]
+        == "postgresql+psycopg://loglake:loglake-dev-secret@127.0.0.1:5532/loglake"
+    )
+    assert set(with_pg) <= set(ENV_NAMES)
+
+
 # --------------------------------------------------------------------------------- integration
 
 
@@ -122,6 +202,12 @@ def test_default_stack_has_topic_and_bucket(stack_env, admin, s3):
     assert len(topics["log-data"].partitions) == 3
     assert "log-data.dlq" in topics
     assert "datalake" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "log-data")
+    config = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert config["retention.bytes"].value == str(defaults.TOPIC_RETENTION_BYTES)  # bounded, as compose's
+    assert config["segment.bytes"].value == str(defaults.TOPIC_SEGMENT_BYTES)
 
 
 @pytest.mark.integration
@@ -141,6 +227,41 @@ def test_up_twice_starts_no_second_copy(stack_env):
     before = stack("status").stdout
     stack("up", "--port-offset", str(BASE_OFFSET))  # the suite's instance runs at the test offset
     assert stack("status").stdout == before  # same pids, all answering
+
+
+@pytest.mark.integration
+def test_sigterm_to_a_kafka_tool_leaves_no_java_behind(stack_env):
+    """`scripts/stack kafka TOOL` becomes the tool's JVM (exec): SIGTERM reaches Java itself, and no
+    child is left running under PID 1."""
+    topic = create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 1)
+    group = f"sigterm-{uuid.uuid4().hex[:8]}"
+    tool = subprocess.Popen(
+        [str(REPO / "scripts" / "stack"), "--name", os.environ.get("LOGLAKE_STACK_NAME", "default"), "kafka",
+         "kafka-console-consumer", "--bootstrap-server", stack_env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", topic,
+         "--group", group],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def javas() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if group in cmdline and any(part.endswith("java") for part in cmdline[:1]):
+                found.append(proc)
+        return found
+
+    try:
+        started = wait_until(javas, 60, "the console consumer's JVM", alive=[tool])
+        assert [p.pid for p in started] == [tool.pid]  # the command itself became the JVM
+        tool.send_signal(signal.SIGTERM)
+        tool.wait(30)
+        wait_until(lambda: [p for p in javas() if p.is_running()], 30, "no JVM of the tool left",
+                   ok=lambda left: not left)  # fmt: skip
+    finally:
+        for proc in javas():
+            proc.kill()
+        if tool.poll() is None:
+            tool.kill()
 
 
 @pytest.mark.integration
@@ -214,3 +335,191 @@ def test_three_brokers_keep_accepting_acks_all_writes_when_one_dies():
             retry_on=kafka_errors(),
         )
         assert read_stack_env("zk3")["KAFKA_BOOTSTRAP_SERVERS"].count(",") == 2
+
+
+# ------------------------------------------------------------------- MinIO and PostgreSQL
+
+MINIO_EVENTS = 5_000
+# The first `up --s3 minio` on a machine builds MinIO (docs/native-stack.md: minutes); the test that
+# starts the instance pays for it, so the MinIO tests get a longer bound than the suite's 600 s.
+MINIO_BUILD = pytest.mark.timeout(1500)
+
+
+@pytest.fixture(scope="module")
+def minio_env() -> Iterator[dict[str, str]]:
+    """An instance whose lake is MinIO, with PostgreSQL; `down` is seen to stop every service of it."""
+    with extra_stack("minio", "--s3", "minio", "--postgres", timeout=1500) as env:
+        yield env
+        stack("down", name="minio")
+        states = stack("status", name="minio", check=False).stdout
+        assert re.findall(r"^  (\S+) .* (stopped) ", states, re.M) == [
+            (s, "stopped") for s in ("s3", "zookeeper", "kafka-1", "postgres")
+        ], states
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("versitygw", marks=pytest.mark.integration),
+        pytest.param("minio", marks=[pytest.mark.stack, MINIO_BUILD]),
+    ]
+)
+def server(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    """(name, boto3 client) of each S3 server: the suite's versitygw, and MinIO."""
+    env = request.getfixturevalue("stack_env" if request.param == "versitygw" else "minio_env")
+    return request.param, s3_client(env)
+
+
+def error_of(call: Callable[[], object]) -> tuple[int, str]:
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["ResponseMetadata"]["HTTPStatusCode"], exc.response["Error"]["Code"]
+    return 200, ""
+
+
+def test_a_second_conditional_create_is_refused(server):
+    _name, s3 = server
+    key = f"stack-test/{uuid.uuid4().hex}/claim.json"
+    s3.put_object(Bucket="datalake", Key=key, Body=b"first", IfNoneMatch="*")
+    assert error_of(lambda: s3.put_object(Bucket="datalake", Key=key, Body=b"second", IfNoneMatch="*")) == (
+        412,
+        "PreconditionFailed",
+    )
+    assert s3.get_object(Bucket="datalake", Key=key)["Body"].read() == b"first"
+
+
+def test_racing_conditional_creates_leave_one_winner(server):
+    """Eight writers create the same keys at once: one wins each key, the others are refused (412, or
+    409 while the winner's write is still in flight), and the key holds the winner's bytes."""
+    _name, s3 = server
+    for _ in range(5):
+        key = f"stack-test/{uuid.uuid4().hex}/claim.json"
+        gate = threading.Barrier(8)
+
+        def create(n: int, key: str = key, gate: threading.Barrier = gate) -> tuple[int, str]:
+            gate.wait()
+            return error_of(
+                lambda: s3.put_object(Bucket="datalake", Key=key, Body=b"%d" % n, IfNoneMatch="*")
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(create, range(8)))
+        winners = [n for n, (status, _code) in enumerate(answers) if status == 200]
+        assert len(winners) == 1, answers
+        assert {a for a in answers if a[0] != 200} <= {
+            (412, "PreconditionFailed"),
+            (409, "ConditionalRequestConflict"),
+        }
+        assert s3.get_object(Bucket="datalake", Key=key)["Body"].read() == b"%d" % winners[0]
+
+
+def test_the_key_after_a_key_is_one_listing_of_one_key(server):
+    """StartAfter + MaxKeys=1 answers "the next key after K" in one request, on both servers."""
+    _name, s3 = server
+    prefix = f"stack-test/{uuid.uuid4().hex}/"
+    for name in ("a", "b", "c"):
+        s3.put_object(Bucket="datalake", Key=prefix + name, Body=b"")
+    page = s3.list_objects_v2(Bucket="datalake", Prefix=prefix, StartAfter=prefix + "a", MaxKeys=1)
+    assert [o["Key"] for o in page["Contents"]] == [prefix + "b"] and page["IsTruncated"]
+    last = s3.list_objects_v2(Bucket="datalake", Prefix=prefix, StartAfter=prefix + "c", MaxKeys=1)
+    assert "Contents" not in last and not last["IsTruncated"]
+
+
+def test_only_minio_encodes_listings_as_duckdb_asks(server):
+    """The difference scripts/lake-sql is built around (docs/native-stack.md): a listing asking for
+    `encoding-type=url` gets encoded keys from MinIO and raw ones from versitygw."""
+    name, s3 = server
+    prefix = f"stack-test/{uuid.uuid4().hex}/"
+    s3.put_object(Bucket="datalake", Key=prefix + "log-data+0+1.json", Body=b"")
+    page = s3.list_objects_v2(Bucket="datalake", Prefix=prefix, EncodingType="url")
+    keys = [o["Key"] for o in page["Contents"]]
+    if name == "minio":
+        assert page.get("EncodingType") == "url" and keys == [prefix + "log-data%2B0%2B1.json"]
+    else:
+        assert not page.get("EncodingType") and keys == [prefix + "log-data+0+1.json"]  # versitygw: empty
+
+
+@pytest.mark.stack
+@MINIO_BUILD
+def test_minio_is_the_compose_release_on_loopback_with_its_console(minio_env):
+    import urllib.request
+
+    status = stack("status", name="minio").stdout
+    assert "S3 minio" in status and "PostgreSQL" in status
+    s3_pid = int(re.search(r"^  s3 .* pid (\d+) ", status, re.M).group(1))
+    version = subprocess.run(
+        [psutil.Process(s3_pid).exe(), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert defaults.MINIO_RELEASE in version, version
+    console = int(minio_env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]) + 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{console}/", timeout=10) as page:
+        assert page.status == 200 and b"MinIO" in page.read()
+    listening = {c.laddr for c in psutil.Process(s3_pid).net_connections("inet") if c.status == "LISTEN"}
+    assert {addr.port for addr in listening} >= {console, console - 1}
+    assert {addr.ip for addr in listening} <= {"127.0.0.1", "::1"}, listening  # loopback only
+
+
+@pytest.fixture(scope="module")
+def minio_lake(minio_env: dict[str, str]) -> dict[str, str]:
+    """A topic of MINIO_EVENTS seeded events, landed in MinIO by the writer until idle."""
+    topic = create_topic(minio_env["KAFKA_BOOTSTRAP_SERVERS"], 3)
+    env = clean_env(minio_env) | {"LOGLAKE_TOPIC": topic}
+    for command in (
+        ["faking_data.py", "--count", str(MINIO_EVENTS), "--rate", "0", "--seed", "1", "--quiet"],
+        ["receive_faking_data.py", "--exit-when-idle", "3", "--quiet"],
+    ):
+        done = subprocess.run(
+            [PYTHON, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, f"{command[0]}: {done.stderr[-2000:]}"
+    return env
+
+
+@pytest.mark.stack
+@MINIO_BUILD
+def test_verify_finds_every_event_once_in_minio(minio_lake):
+    checked = subprocess.run(
+        [PYTHON, "-m", "loglake", "verify"],
+        cwd=REPO,
+        env=minio_lake,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"in_lake={MINIO_EVENTS} " in checked.stdout and "result=OK" in checked.stdout, checked.stdout
+
+
+@pytest.mark.stack
+@MINIO_BUILD
+def test_lake_sql_globs_minio(minio_lake):
+    """On MinIO scripts/lake-sql lets DuckDB list the objects (a glob), and counts every event."""
+    asked = subprocess.run(
+        [str(REPO / "scripts" / "lake-sql"), "--show-view", "SELECT count(*) AS events FROM events"],
+        cwd=REPO, env=minio_lake, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    view, header, count, _took = asked.stdout.splitlines()
+    assert "/dt=*/hour=*/*.jsonl*'" in view, view
+    assert (header.strip(), count.strip()) == ("events", str(MINIO_EVENTS))
+
+
+@pytest.mark.stack
+@MINIO_BUILD
+def test_postgres_takes_the_printed_uri_and_keeps_its_data_across_a_restart(minio_env):
+    import psycopg
+
+    printed = minio_env["PYICEBERG_CATALOG__LOGLAKE__URI"]
+    assert printed.startswith("postgresql+psycopg://")  # SQLAlchemy's dialect+driver, as pyiceberg takes it
+    uri = printed.replace("postgresql+psycopg://", "postgresql://", 1)  # libpq's own form of it
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(uri, connect_timeout=10) as conn:
+        conn.execute(f"CREATE TABLE {table} (id int)")
+        conn.execute(f"INSERT INTO {table} VALUES (42)")
+    stack("kill", "postgres", "--signal", "TERM", name="minio")
+    stack("start", "postgres", name="minio")
+    with psycopg.connect(uri, connect_timeout=10) as conn:
+        assert conn.execute(f"SELECT id FROM {table}").fetchall() == [(42,)]
+        assert conn.execute("SELECT current_user").fetchone() == (defaults.POSTGRES_USER,)

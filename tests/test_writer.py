@@ -1,16 +1,13 @@
 """The lake writer on the real stack: exactly once with two writers, after SIGKILL, after SIGTERM,
 through a lake outage; dead letters for every kind of bad record; no commit when the lake fails; one
-sentence for what a user can get wrong. The tests that exercise the consumer (group, rebalances,
-commits, close, the dead-letter producer) run with both Kafka clients (`--kafka-client
-confluent|kafka-python`); what is particular to kafka-python is in tests/test_kafka_python_writer.py.
-Each exactly-once check is verify plus the independent count of tests/oracles.py."""
+sentence for what a user can get wrong. Each exactly-once check is verify plus the independent count
+of tests/oracles.py."""
 
 from __future__ import annotations
 
 import re
 import signal
 import socket
-import subprocess
 import time
 import urllib.request
 
@@ -18,44 +15,46 @@ import pytest
 
 from loglake import deadletter
 from loglake.verify import VerifyResult
-from tests.conftest import PYTHON, REPO, clean_env, create_topic, extra_stack, record, stack
+from tests.conftest import create_topic, extra_stack, record, stack
 from tests.oracles import exactly_once
-from tests.waiting import KafkaProbe, Output, kafka_errors, records_to_end, wait_until
+from tests.processes import Child, Processes
+from tests.waiting import KafkaProbe, kafka_errors, records_to_end, wait_until
 
 pytestmark = pytest.mark.integration
 
-CLIENTS = pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+
+def producer_flags(topic: str, count: int, rate: float = 0, seed: int | None = None) -> list[str]:
+    flags = ["--topic", topic, "--count", str(count), "--rate", str(rate), "--quiet"]
+    return flags if seed is None else [*flags, "--seed", str(seed)]
 
 
-def produce(env: dict[str, str], topic: str, count: int, rate: float = 0, seed: int | None = None) -> None:
-    args = [PYTHON, "faking_data.py", "--topic", topic, "--count", str(count), "--rate", str(rate), "--quiet"]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    result = subprocess.run(args, cwd=REPO, env=clean_env(env), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-
-
-def writer(
-    env: dict[str, str], topic: str, *extra: str, group: str | None = None, client: str = "confluent"
-) -> Output:
-    """receive_faking_data.py on `topic`, its output drained as it runs (tests/waiting.Output)."""
-    args = [
-        PYTHON,
-        "receive_faking_data.py",
+def writer_flags(topic: str, *extra: str, group: str | None = None) -> list[str]:
+    """The writer on `topic`, in its own group and prefix; quiet unless `extra` asks for progress."""
+    return [
         "--topic",
         topic,
         "--group",
         group or f"g-{topic}",
         "--prefix",
         f"test-{topic}",
-        "--kafka-client",
-        client,
         *(extra if "--progress-every" in extra else ("--quiet", *extra)),
     ]
-    process = subprocess.Popen(
-        args, cwd=REPO, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    return Output(process)
+
+
+def fill(processes: Processes, env: dict[str, str], topic: str, count: int, seed: int | None = None) -> None:
+    """`count` events into `topic`, as fast as the producer goes."""
+    code, _out, err = processes.producer(env, *producer_flags(topic, count, seed=seed)).finish(300)
+    assert code == 0, err
+
+
+def start_writer(
+    processes: Processes,
+    env: dict[str, str],
+    topic: str,
+    *extra: str,
+    group: str | None = None,
+) -> Child:
+    return processes.writer(env, *writer_flags(topic, *extra, group=group))
 
 
 def check_exactly_once(env: dict[str, str], topic: str, expected: int) -> VerifyResult:
@@ -75,12 +74,11 @@ def committed_total(env: dict[str, str], topic: str) -> int:
     )
 
 
-@CLIENTS
-def test_two_writers_land_100k_events_exactly_once(stack_env, new_topic, client):
+def test_two_writers_land_100k_events_exactly_once(processes, stack_env, new_topic):
     topic = new_topic(3)
-    produce(stack_env, topic, 100_000)
+    fill(processes, stack_env, topic, 100_000)
     pair = [
-        writer(stack_env, topic, "--exit-when-idle", "8", "--batch-records", "7000", client=client)
+        start_writer(processes, stack_env, topic, "--exit-when-idle", "8", "--batch-records", "7000")
         for _ in range(2)
     ]
     for output in pair:
@@ -94,44 +92,44 @@ def test_two_writers_land_100k_events_exactly_once(stack_env, new_topic, client)
     assert result.objects >= 6  # several batches, not one object per event
 
 
-def test_exit_when_idle_lands_everything_and_exits_zero(stack_env, new_topic):
+def test_exit_when_idle_lands_everything_and_exits_zero(processes, stack_env, new_topic):
     topic = new_topic(3)
-    produce(stack_env, topic, 2_000, seed=7)
-    code, out, err = writer(stack_env, topic, "--exit-when-idle", "3").finish(120)
+    fill(processes, stack_env, topic, 2_000, seed=7)
+    code, out, err = start_writer(processes, stack_env, topic, "--exit-when-idle", "3").finish(120)
     assert code == 0, err
     assert "records=2000" in out and "unlanded=0" in out
     check_exactly_once(stack_env, topic, 2_000)
 
 
-def test_writer_killed_mid_run_and_restarted_lands_exactly_once(stack_env, new_topic):
-    # confluent only: with kafka-python, a member gone without leaving the group is covered by
-    # tests/test_kafka_python_writer.py's zombie test (stopped past its session, then resumed)
+def test_writer_killed_mid_run_and_restarted_lands_exactly_once(processes, stack_env, new_topic):
     topic = new_topic(3)
-    produce(stack_env, topic, 60_000)
-    first = writer(stack_env, topic, "--batch-records", "3000")
+    fill(processes, stack_env, topic, 60_000)
+    first = start_writer(processes, stack_env, topic, "--batch-records", "3000")
     probe = KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"])
     wait_until(
         lambda: probe.committed_total(topic, f"g-{topic}"),
         90,
         "a first commit",
         retry_on=kafka_errors(),
-        alive=[first.process],
+        alive=[first],
     )
-    first.process.send_signal(signal.SIGKILL)  # in the middle of flushing and committing batches
+    first.send_signal(signal.SIGKILL)  # in the middle of flushing and committing batches
     first.finish(30)
     before = committed_total(stack_env, topic)
     assert 0 < before < 60_000, before
-    code, _out, err = writer(stack_env, topic, "--batch-records", "3000", "--exit-when-idle", "5").finish(240)
+    code, _out, err = start_writer(
+        processes, stack_env, topic, "--batch-records", "3000", "--exit-when-idle", "5"
+    ).finish(240)
     assert code == 0, err
     check_exactly_once(stack_env, topic, 60_000)
 
 
-@CLIENTS
-def test_sigterm_flushes_commits_and_exits_zero(stack_env, new_topic, client):
+def test_sigterm_flushes_commits_and_exits_zero(processes, stack_env, new_topic):
     """The batch is far larger than the topic, the age and idle flush far away: only SIGTERM lands it."""
     topic = new_topic(3)
-    produce(stack_env, topic, 5_000)
-    output = writer(
+    fill(processes, stack_env, topic, 5_000)
+    output = start_writer(
+        processes,
         stack_env,
         topic,
         "--batch-records",
@@ -142,23 +140,21 @@ def test_sigterm_flushes_commits_and_exits_zero(stack_env, new_topic, client):
         "600",
         "--progress-every",
         "1",
-        client=client,
     )
     wait_until(
         lambda: output.last(r"records=5000 buffered=5000 .* commits=0"),
         90,
         "a progress line showing all 5,000 records read and none committed",
-        alive=[output.process],
+        alive=[output],
     )
     assert committed_total(stack_env, topic) == 0
-    output.process.send_signal(signal.SIGTERM)
+    output.send_signal(signal.SIGTERM)
     code, _out, err = output.finish(60)
     assert code == 0, err
     check_exactly_once(stack_env, topic, 5_000)
 
 
-@CLIENTS
-def test_each_kind_of_bad_record_becomes_a_dead_letter(stack_env, new_topic, client):
+def test_each_kind_of_bad_record_becomes_a_dead_letter(processes, stack_env, new_topic):
     from confluent_kafka import Producer
 
     topic = new_topic(1)
@@ -182,7 +178,7 @@ def test_each_kind_of_bad_record_becomes_a_dead_letter(stack_env, new_topic, cli
     producer.produce(topic, None, key=b"junk-null-value")
     producer.produce(topic, b'{"event_id":"good-2","event_time":"2026-11-24T22:00:00Z","event_type":"click"}')
     assert producer.flush(30) == 0
-    output = writer(stack_env, topic, "--exit-when-idle", "3", "--max-record-bytes", "2048", client=client)
+    output = start_writer(processes, stack_env, topic, "--exit-when-idle", "3", "--max-record-bytes", "2048")
     code, _out, err = output.finish(240)
     assert code == 0, err
 
@@ -202,53 +198,58 @@ def test_each_kind_of_bad_record_becomes_a_dead_letter(stack_env, new_topic, cli
     assert kinds == {k: k for k in bad} | {"null-value": "empty-value"}
 
 
-def test_lake_failure_commits_nothing_and_exits_nonzero(stack_env, new_topic):
+def test_lake_failure_commits_nothing_and_exits_nonzero(processes, stack_env, new_topic):
     topic = new_topic(3)
-    produce(stack_env, topic, 1_000)
+    fill(processes, stack_env, topic, 1_000)
     env = dict(stack_env, AWS_ENDPOINT_URL="http://127.0.0.1:1")  # nothing listens there
-    code, _out, err = writer(env, topic, "--exit-when-idle", "2", "--max-retry-time", "3").finish(120)
+    code, _out, err = start_writer(
+        processes, env, topic, "--exit-when-idle", "2", "--max-retry-time", "3"
+    ).finish(120)
     assert code != 0
     assert "Traceback" not in err
     assert committed_total(stack_env, topic) == 0
 
 
-def test_bad_credentials_are_one_clear_sentence(stack_env, new_topic):
+def test_bad_credentials_are_one_clear_sentence(processes, stack_env, new_topic):
     topic = new_topic(1)
     env = dict(stack_env, AWS_SECRET_ACCESS_KEY="wrong-secret")
-    code, _out, err = writer(env, topic, "--exit-when-idle", "2").finish(60)
+    code, _out, err = start_writer(processes, env, topic, "--exit-when-idle", "2").finish(60)
     assert code == 1
     assert "refused" in err and "Traceback" not in err
     assert err.count("\n") == 1
 
 
-def test_another_group_cannot_reland_into_the_same_prefix(stack_env, new_topic):
+def test_another_group_cannot_reland_into_the_same_prefix(processes, stack_env, new_topic):
     topic = new_topic(3)
-    produce(stack_env, topic, 500)
-    assert writer(stack_env, topic, "--exit-when-idle", "2").finish(240)[0] == 0
-    code, _out, err = writer(stack_env, topic, "--exit-when-idle", "2", group="someone-else").finish(240)
+    fill(processes, stack_env, topic, 500)
+    assert start_writer(processes, stack_env, topic, "--exit-when-idle", "2").finish(240)[0] == 0
+    code, _out, err = start_writer(
+        processes, stack_env, topic, "--exit-when-idle", "2", group="someone-else"
+    ).finish(240)
     assert code == 1
     assert "would store events twice" in err
     check_exactly_once(stack_env, topic, 500)
 
 
 @pytest.mark.faults
-@CLIENTS
-def test_lake_down_for_20_seconds_mid_run(client):
+def test_lake_down_for_20_seconds_mid_run(processes):
     """S3 stopped mid-run: nothing is committed while it is down (checked while 10,000 more records
     arrive, ~10 s), the writer keeps its place in the group; everything lands after."""
     with extra_stack("w1") as env:
         topic = create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3)
         create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], 3, name=topic + ".dlq")
         probe = KafkaProbe(env["KAFKA_BOOTSTRAP_SERVERS"])
-        producer = subprocess.Popen(
-            [PYTHON, "faking_data.py", "--topic", topic, "--count", "30000", "--rate", "1000", "--quiet"],
-            cwd=REPO,
-            env=clean_env(env),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        output = writer(
-            env, topic, "--batch-records", "2000", "--batch-age", "2", "--progress-every", "2", client=client
+        producer = processes.producer(env, *producer_flags(topic, 30_000, rate=1000))
+        output = start_writer(
+            processes,
+            env,
+            topic,
+            "--batch-records",
+            "2000",
+            "--batch-age",
+            "2",
+            "--progress-every",
+            "2",
         )
         group = f"g-{topic}"
         wait_until(
@@ -257,7 +258,7 @@ def test_lake_down_for_20_seconds_mid_run(client):
             "the writer landing its first batches",
             ok=lambda n: n >= 3000,
             retry_on=kafka_errors(),
-            alive=[output.process],
+            alive=[output],
         )
         stack("kill", "s3", name="w1")
         killed = time.monotonic()
@@ -266,7 +267,7 @@ def test_lake_down_for_20_seconds_mid_run(client):
             lambda: output.last(r"landing partition \d+ .* failed"),
             60,
             "a failed upload",
-            alive=[output.process],
+            alive=[output],
         )
         during = probe.committed_total(topic, group)
         in_topic = probe.in_topic(topic)
@@ -278,7 +279,7 @@ def test_lake_down_for_20_seconds_mid_run(client):
             alive=[producer],
         )
         assert probe.committed_total(topic, group) == during, "committed while the lake was down"
-        assert output.process.poll() is None, "the writer gave up while the lake was down"
+        assert output.poll() is None, "the writer gave up while the lake was down"
         down_for = time.monotonic() - killed
         stack("start", "s3", name="w1")
         back = time.monotonic()
@@ -291,7 +292,8 @@ def test_lake_down_for_20_seconds_mid_run(client):
             retry_on=kafka_errors(),
         )
         recovered = time.monotonic() - back
-        assert producer.wait(timeout=120) == 0, producer.stderr.read()
+        code, _out, err = producer.finish(120)
+        assert code == 0, err
         try:
             wait_until(
                 lambda: probe.lag(topic, group),
@@ -302,13 +304,12 @@ def test_lake_down_for_20_seconds_mid_run(client):
             )
         except AssertionError as stuck:
             raise AssertionError(f"{stuck}\nthe writer's log ends:\n{output.text()[-6000:]}") from None
-        output.process.send_signal(signal.SIGTERM)
+        output.send_signal(signal.SIGTERM)
         code, _out, err = output.finish(180)
         assert code == 0, err
         totals = check_exactly_once(env, topic, 30_000).totals()
         record(
-            f"S3 server SIGKILLed for {down_for:.0f} s mid-run at 1,000 events/s (nothing committed meanwhile, checked)"
-            + ("" if client == "confluent" else f", {client} client"),
+            f"S3 server SIGKILLed for {down_for:.0f} s mid-run at 1,000 events/s (nothing committed meanwhile, checked)",
             30_000,
             30_000,
             totals,
@@ -316,37 +317,45 @@ def test_lake_down_for_20_seconds_mid_run(client):
         )
 
 
-def start_with_metrics(env: dict[str, str], topic: str) -> tuple[Output, int]:
+def start_with_metrics(processes: Processes, env: dict[str, str], topic: str) -> tuple[Child, int]:
     """A writer serving metrics on a port found free; another program may take that port between the
     look and the writer's bind: the writer then says so in one sentence, and we try another port."""
     for _ in range(5):
         with socket.socket() as free:
             free.bind(("127.0.0.1", 0))
             port = free.getsockname()[1]
-        output = writer(
-            env, topic, "--metrics-port", str(port), "--batch-records", "1000", "--progress-every", "1"
+        output = start_writer(
+            processes,
+            env,
+            topic,
+            "--metrics-port",
+            str(port),
+            "--batch-records",
+            "1000",
+            "--progress-every",
+            "1",
         )
         wait_until(
-            lambda output=output: output.process.poll() is not None or output.last("Prometheus metrics on"),
+            lambda output=output: output.poll() is not None or output.last("Prometheus metrics on"),
             60,
             "the metrics endpoint or an exit",
         )
-        if output.process.poll() is None:
+        if output.poll() is None:
             return output, port
         _code, _out, err = output.finish(10)
         assert "cannot serve metrics" in err, err
     raise AssertionError("five free ports were all taken before the writer could bind them")
 
 
-def test_metrics_port_serves_what_the_writer_did(stack_env, new_topic):
+def test_metrics_port_serves_what_the_writer_did(processes, stack_env, new_topic):
     from confluent_kafka import Producer
 
     topic = new_topic(3)
-    produce(stack_env, topic, 3_000)
+    fill(processes, stack_env, topic, 3_000)
     producer = Producer({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP_SERVERS"]})
     producer.produce(topic, b"[1]", key=b"junk-array")
     assert producer.flush(10) == 0
-    output, port = start_with_metrics(stack_env, topic)
+    output, port = start_with_metrics(processes, stack_env, topic)
     wanted = (
         "loglake_records_total 3001.0",
         'loglake_dead_letters_total{kind="not-an-object"} 1.0',
@@ -367,10 +376,10 @@ def test_metrics_port_serves_what_the_writer_did(stack_env, new_topic):
             f"metrics showing {wanted} and 3 objects",
             ok=lambda t: all(w in t for w in wanted) and landed(t) >= 3,
             retry_on=(OSError,),
-            alive=[output.process],
+            alive=[output],
         )
     finally:
-        output.process.send_signal(signal.SIGTERM)
+        output.send_signal(signal.SIGTERM)
         code, _out, err = output.finish(60)
     assert code == 0, err
     assert re.search(r"^loglake_flush_seconds_count [1-9]", text, re.MULTILINE), text[-3000:]

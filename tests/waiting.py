@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Running(Protocol):
+    """A process a wait depends on: a subprocess.Popen, or a tests/processes.Child."""
+
+    args: Any
+
+    def poll(self) -> int | None: ...
+
+
+class Logged(Running, Protocol):
+    """A running process whose log lines can be searched (tests/processes.Child)."""
+
+    def last(self, pattern: str, stream: str = "err") -> re.Match[str] | None: ...
 
 
 def wait_until(
@@ -28,7 +40,7 @@ def wait_until(
     ok: Callable[[T], object] = bool,
     interval: float = 0.25,
     retry_on: tuple[type[BaseException], ...] = (),
-    alive: Iterable[subprocess.Popen[Any]] = (),
+    alive: Iterable[Running] = (),
 ) -> T:
     """Call `probe` until `ok(value)` holds, and return that value.
 
@@ -136,7 +148,7 @@ class KafkaProbe:
 
 
 def wait_for_records(
-    bootstrap: str, topic: str, at_least: int, what: str, alive: Iterable[subprocess.Popen[Any]] = ()
+    bootstrap: str, topic: str, at_least: int, what: str, alive: Iterable[Running] = ()
 ) -> int:
     """Until `topic` holds `at_least` records (its high watermarks); how many it holds."""
     probe = KafkaProbe(bootstrap)
@@ -159,12 +171,19 @@ def kafka_errors() -> tuple[type[BaseException], ...]:
 
 def records_to_end(bootstrap: str, topic: str, timeout: float = 120) -> Iterator[Any]:
     """Every record of `topic`, read from the start up to the high watermarks taken first: exactly
-    what the topic holds at that moment, no more (no waiting for "nothing else arrives")."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    what the topic holds at that moment, no more (no waiting for "nothing else arrives"). A partition
+    is read to its end also when its last offsets hold no record a consumer sees (a transaction's
+    marker, aborted records): the client says when it reached the end."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     remaining = {p: end for p, end in KafkaProbe(bootstrap).end_offsets(topic).items() if end > 0}
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "read-to-end", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "read-to-end",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
     )
     read = 0
     try:
@@ -176,6 +195,9 @@ def records_to_end(bootstrap: str, topic: str, timeout: float = 120) -> Iterator
                 f"(partition: high watermark): {remaining}"
             )
             for message in consumer.consume(10_000, 0.5):
+                if message.error() is not None and message.error().code() == KafkaError._PARTITION_EOF:
+                    remaining.pop(message.partition(), None)
+                    continue
                 assert message.error() is None, message.error()
                 end = remaining.get(message.partition(), 0)
                 if message.offset() < end:
@@ -190,63 +212,22 @@ def records_to_end(bootstrap: str, topic: str, timeout: float = 120) -> Iterator
 # ---------------------------------------------------------------------------- process output
 
 
-class Output:
-    """A child's stdout and stderr, drained line by line by two threads while it runs: a test can
-    wait for a log line and still have all of both streams at the end. Start the process with
-    `stdout=PIPE, stderr=PIPE, text=True` and do not read its pipes elsewhere."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self._lines: dict[str, list[str]] = {"out": [], "err": []}
-        self._threads = [
-            threading.Thread(target=self._drain, args=(stream, self._lines[name]), daemon=True)
-            for name, stream in (("out", process.stdout), ("err", process.stderr))
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @staticmethod
-    def _drain(stream: IO[str] | None, into: list[str]) -> None:
-        assert stream is not None, "start the process with stdout=PIPE and stderr=PIPE"
-        for line in stream:
-            into.append(line)
-
-    def text(self, stream: str = "err") -> str:
-        return "".join(list(self._lines[stream]))
-
-    def last(self, pattern: str, stream: str = "err") -> re.Match[str] | None:
-        """The last line of `stream` so far that matches `pattern`."""
-        compiled = re.compile(pattern)
-        for line in reversed(list(self._lines[stream])):
-            found = compiled.search(line)
-            if found:
-                return found
-        return None
-
-    def finish(self, timeout: float) -> tuple[int, str, str]:
-        """Wait for the process to exit; (exit code, all of stdout, all of stderr)."""
-        code = self.process.wait(timeout=timeout)
-        for thread in self._threads:
-            thread.join(10)
-        return code, self.text("out"), self.text("err")
-
-
 PROGRESS = r"sent=(\d+) acked=(\d+) failed=(\d+)"
 
 
-def producer_progress(output: Output) -> tuple[int, int]:
+def producer_progress(producer: Logged) -> tuple[int, int]:
     """(sent, acked) from the producer's latest progress line (`--progress-every`); (0, 0) before it."""
-    found = output.last(PROGRESS)
+    found = producer.last(PROGRESS)
     return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
-def wait_unacknowledged(output: Output, at_least: int) -> tuple[int, int]:
+def wait_unacknowledged(producer: Logged, at_least: int) -> tuple[int, int]:
     """Until the producer's latest progress line shows `at_least` events sent but not acknowledged
     (events waiting for a broker that was killed); (sent, acked) of that line."""
     return wait_until(
-        lambda: producer_progress(output),
+        lambda: producer_progress(producer),
         120,
         f"the producer's progress line showing {at_least:,} events waiting for the broker (sent, acked)",
         ok=lambda sent_acked: sent_acked[0] - sent_acked[1] >= at_least,
-        alive=[output.process],
+        alive=[producer],
     )

@@ -1,6 +1,7 @@
 """`scripts/stack`: Kafka, ZooKeeper and an S3 server, natively, without Docker.
 
-    scripts/stack up [--mode zookeeper|kraft] [--brokers 1|3] [--secure] [--port-offset N]
+    scripts/stack up [--mode zookeeper|kraft] [--brokers 1|3] [--secure] [--s3 versitygw|minio]
+                     [--postgres] [--port-offset N]
     scripts/stack env [--compose | --unset] | status | down [--wipe]
     scripts/stack kill NAME [--signal TERM]   |   scripts/stack start NAME
     scripts/stack kafka TOOL ARGS...          (kafka-topics, kafka-console-consumer, ...)
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -27,9 +27,14 @@ from pathlib import Path
 
 from loglake import defaults
 from loglake.errors import run_cli, setup_logging
-from loglake.stack import fetch, mirror
-from loglake.stack.cluster import SCRAM_USER, StackConfig
-from loglake.stack.services import Instance, StackError
+from loglake.stack import fetch, kafka_servers, mirror, object_store, postgres
+from loglake.stack.cluster import StackConfig
+from loglake.stack.environment import ENV_NAMES, compose_env_lines, env_lines
+from loglake.stack.process import StackError
+from loglake.stack.services import Instance
+
+# ENV_NAMES: every variable `env` may print; tests/conftest.py clears them (imported from here).
+__all__ = ["ENV_NAMES", "main"]
 
 log = logging.getLogger("loglake.stack")
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--brokers", type=int, choices=[1, 3], default=1)
     up.add_argument(
         "--secure", action="store_true", help="SASL/SCRAM-SHA-512 over TLS for Kafka clients, https for S3"
+    )
+    up.add_argument(
+        "--s3",
+        choices=defaults.S3_SERVERS,
+        default="versitygw",
+        help="the S3 server: versitygw (Apache-2.0, quick to build) or minio (the release "
+        "docker-compose.yml runs, AGPL-3.0, its console on 9001 + offset)",
+    )
+    up.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also PostgreSQL on 5432 + offset, for the Iceberg catalog (Debian's package, installed "
+        "with apt-get when missing); an instance keeps it once started with it",
     )
     up.add_argument("--port-offset", type=int, default=0, help="add N to every port")
     up.add_argument(
@@ -131,6 +149,8 @@ def cmd_up(home: Path, ns: argparse.Namespace) -> int:
         port_offset=ns.port_offset,
         secure=ns.secure,
         partitions=ns.partitions,
+        s3=ns.s3,
+        postgres=ns.postgres,
     )
     existing = _load(home, ns.name)
     if existing and not existing.cfg.same_shape(wanted):
@@ -145,30 +165,35 @@ def cmd_up(home: Path, ns: argparse.Namespace) -> int:
         )
     if existing:
         wanted.cluster_id, wanted.scram_password = existing.cfg.cluster_id, existing.cfg.scram_password
+        wanted.postgres = wanted.postgres or existing.cfg.postgres  # `up` keeps what `up --postgres` added
     inst = Instance(home, wanted)
     inst.dir.mkdir(parents=True, exist_ok=True)
     wanted.save(inst.dir / "stack.json")
     (inst.dir / "stack.json").chmod(0o600)
 
     started = time.monotonic()
-    fetch.versitygw_binary(inst.cache)
+    object_store.binary(inst)
     fetch.kafka_libs(inst.cache, wanted.kafka_version)
     if wanted.mode == "zookeeper":
         fetch.zookeeper_libs(inst.cache, defaults.ZOOKEEPER_VERSION)
+    if wanted.postgres:
+        postgres.bin_dir()
     inst.ensure_tls()
     fetched = time.monotonic() - started
 
     inst.start("s3", ns.timeout)
+    if wanted.postgres:
+        inst.start("postgres", ns.timeout)
     if wanted.mode == "zookeeper":
         inst.start("zookeeper", ns.timeout)
         if wanted.secure and not (inst.dir / ".scram-user").exists():
-            inst.add_scram_user_zookeeper()
+            kafka_servers.add_scram_user_zookeeper(inst)
             (inst.dir / ".scram-user").write_text("stored\n")
     brokers = [s for s in wanted.service_names() if s.startswith("kafka-")]
     _start_together(inst, brokers, ns.timeout)
-    inst.create_topics(ns.timeout)
-    inst.create_bucket()
-    inst.write_client_properties()
+    kafka_servers.create_topics(inst, ns.timeout)
+    object_store.create_bucket(inst)
+    kafka_servers.write_client_properties(inst)
     log.info(
         "stack %r is up: %s, in %.1fs (%.1fs of it fetching)",
         ns.name,
@@ -215,9 +240,10 @@ def cmd_down(home: Path, ns: argparse.Namespace) -> int:
         t.start()
     for t in threads:
         t.join()
-    for service in ("zookeeper", "s3"):
+    for service in ("zookeeper", "s3", "postgres"):
         inst.stop(service)
     if ns.wipe:
+        postgres.wipe(inst)
         shutil.rmtree(inst.dir, ignore_errors=True)
         log.info("stack %r stopped and its data deleted", ns.name)
     else:
@@ -225,79 +251,11 @@ def cmd_down(home: Path, ns: argparse.Namespace) -> int:
     return 0
 
 
-def env_lines(inst: Instance) -> list[str]:
-    cfg = inst.cfg
-    values = {
-        "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap_servers,
-        "AWS_ENDPOINT_URL": cfg.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": defaults.S3_ACCESS_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": defaults.S3_SECRET_ACCESS_KEY,
-        "AWS_DEFAULT_REGION": defaults.REGION,
-        "LAKE_BUCKET": defaults.BUCKET,
-        "KAFKA_SECURITY_PROTOCOL": cfg.security_protocol,
-    }
-    if cfg.secure:
-        values.update(
-            {
-                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-                "KAFKA_SASL_USERNAME": SCRAM_USER,
-                "KAFKA_SASL_PASSWORD": cfg.scram_password,
-                "KAFKA_SSL_CAFILE": str(inst.tls_dir / "ca.crt"),
-                "AWS_CA_BUNDLE": str(inst.tls_dir / "ca.crt"),
-            }
-        )
-    values["LOGLAKE_KAFKA_CLIENT_PROPERTIES"] = str(inst.dir / "client.properties")
-    return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
-
-
-# Every variable `env` may print, for `env --unset` (a secure instance's stay exported otherwise).
-ENV_NAMES = (
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-    "LAKE_BUCKET",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_CAFILE",
-    "AWS_CA_BUNDLE",
-    "LOGLAKE_KAFKA_CLIENT_PROPERTIES",
-)
-
-
-def compose_env_lines(repo: Path = REPO) -> list[str]:
-    """Host programs against `docker compose up`: its published ports, the keys of its .env file."""
-    keys = {
-        "LAKE_ACCESS_KEY_ID": defaults.S3_ACCESS_KEY_ID,
-        "LAKE_SECRET_ACCESS_KEY": defaults.S3_SECRET_ACCESS_KEY,
-    }
-    env_file = repo / ".env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and name.strip() in keys:
-                keys[name.strip()] = value.strip().strip("'\"")
-    values = {
-        "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{defaults.KAFKA_PORTS[0]}",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{defaults.S3_PORT}",
-        "AWS_ACCESS_KEY_ID": keys["LAKE_ACCESS_KEY_ID"],
-        "AWS_SECRET_ACCESS_KEY": keys["LAKE_SECRET_ACCESS_KEY"],
-        "AWS_DEFAULT_REGION": defaults.REGION,
-        "LAKE_BUCKET": defaults.BUCKET,
-        "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
-    }
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
-    return [*lines, "unset " + " ".join(n for n in ENV_NAMES if n not in values)]
-
-
 def cmd_env(home: Path, ns: argparse.Namespace) -> int:
     if ns.unset:
         lines = ["unset " + " ".join(ENV_NAMES)]
     elif ns.compose:
-        lines = compose_env_lines()
+        lines = compose_env_lines(REPO)
     else:
         lines = env_lines(_require(home, ns.name))
     sys.stdout.write("\n".join(lines) + "\n")
@@ -309,7 +267,7 @@ def cmd_status(home: Path, ns: argparse.Namespace) -> int:
     if inst is None:
         sys.stdout.write(f"stack {ns.name!r}: not started\n")
         return 1
-    sys.stdout.write(f"stack {ns.name!r}: {inst.cfg.describe()}\n")
+    lines = [f"stack {ns.name!r}: {inst.cfg.describe()}"]
     all_up = True
     for service in inst.cfg.service_names():
         pid = inst.pid(service)
@@ -317,20 +275,28 @@ def cmd_status(home: Path, ns: argparse.Namespace) -> int:
             "answering" if pid and inst.healthy(service) else "running, not answering" if pid else "stopped"
         )
         all_up &= state == "answering"
-        sys.stdout.write(
+        lines.append(
             f"  {service:<10} 127.0.0.1:{inst.cfg.port_of(service):<6} pid {pid or '-':<8} "
-            f"{state:<22} log {inst.log_path(service)}\n"
+            f"{state:<22} log {inst.log_path(service)}"
         )
+        if service == "s3" and inst.cfg.s3_console_port:
+            scheme = "https" if inst.cfg.secure else "http"
+            lines.append(f"  {'':<10} console {scheme}://127.0.0.1:{inst.cfg.s3_console_port} (MinIO)")
+        if service == "postgres":
+            lines.append(f"  {'':<10} {postgres.uri(inst)}")
     for m in mirror.mirrors_touching(home, ns.name):
-        sys.stdout.write(m.status_line() + "\n")
+        lines.append(m.status_line())
         all_up &= m.pid() is not None
+    # one write once every probe has answered: a reader that stops early (`| head`) gets whole lines
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0 if all_up else 1
 
 
 def cmd_kafka(home: Path, ns: argparse.Namespace) -> int:
     inst = _load(home, ns.name) or Instance(home, StackConfig(name=ns.name))
     libs = fetch.kafka_libs(inst.cache, inst.cfg.kafka_version)
-    return inst.kafka_tool(libs, ns.tool, ns.args).returncode
+    kafka_servers.exec_tool(inst, libs, ns.tool, ns.args)  # returns only by raising
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

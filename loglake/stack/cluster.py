@@ -3,7 +3,7 @@
 An instance lives in one folder (`.stack/<name>/`): `stack.json` (its shape), one folder per service
 (configuration, data, `pid`, `log`), and `tls/` for `--secure`. The default instance uses the same
 ports as docker-compose.yml; `--port-offset` moves every port, so tests can run a second instance
-(a three-broker cluster, KRaft, secure) beside the default one.
+(a three-broker cluster, KRaft, secure, MinIO) beside the default one.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class StackConfig:
     port_offset: int = 0
     secure: bool = False
     partitions: int = defaults.TOPIC_PARTITIONS
+    s3: str = "versitygw"  # or "minio": which S3 server the service `s3` is
+    postgres: bool = False  # the Iceberg catalog's PostgreSQL (service `postgres`)
     cluster_id: str = field(default_factory=new_cluster_id)
     scram_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
@@ -68,6 +70,15 @@ class StackConfig:
         return defaults.S3_PORT + self.port_offset
 
     @property
+    def s3_console_port(self) -> int | None:
+        """MinIO's web console; versitygw has none."""
+        return defaults.S3_CONSOLE_PORT + self.port_offset if self.s3 == "minio" else None
+
+    @property
+    def postgres_port(self) -> int:
+        return defaults.POSTGRES_PORT + self.port_offset
+
+    @property
     def replication(self) -> int:
         return min(3, self.brokers)
 
@@ -92,24 +103,34 @@ class StackConfig:
         if self.mode == "zookeeper":
             names.append("zookeeper")
         names += [f"kafka-{n}" for n in range(1, self.brokers + 1)]
+        if self.postgres:
+            names.append("postgres")
         return names
+
+    def ports_of(self, service: str) -> list[int]:
+        """Every port `service` listens on (MinIO: S3 and its console)."""
+        console = self.s3_console_port
+        return [self.port_of(service), console] if service == "s3" and console else [self.port_of(service)]
 
     def port_of(self, service: str) -> int:
         if service == "s3":
             return self.s3_port
+        if service == "postgres":
+            return self.postgres_port
         if service == "zookeeper":
             return self.zookeeper_port
         return self.kafka_port(int(service.split("-")[1]))
 
     def same_shape(self, other: StackConfig) -> bool:
-        keys = ("mode", "brokers", "port_offset", "secure")
+        keys = ("mode", "brokers", "port_offset", "secure", "s3")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def describe(self) -> str:
         secure = ", secure (SASL_SSL + TLS)" if self.secure else ""
+        postgres = ", PostgreSQL" if self.postgres else ""
         return (
             f"{self.mode} mode, Kafka {self.kafka_version}, {self.brokers} broker(s){secure}, "
-            f"ports +{self.port_offset}"
+            f"S3 {self.s3}{postgres}, ports +{self.port_offset}"
         )
 
     def save(self, path: Path) -> None:
@@ -161,6 +182,10 @@ def kafka_properties(cfg: StackConfig, node: int, data: Path, tls_dir: Path) -> 
         # No time limit: tests and benchmarks replay seeded runs whose events (and so record
         # timestamps) start at 2026-01-01; a 7-day limit would delete them minutes after landing.
         "log.retention.ms=-1",
+        # A size limit instead, docker-compose.yml's: an unpaced producer left running fills at most
+        # 256 MiB (plus the active segment) per partition, not the disk.
+        f"log.retention.bytes={defaults.TOPIC_RETENTION_BYTES}",
+        f"log.segment.bytes={defaults.TOPIC_SEGMENT_BYTES}",
         "unclean.leader.election.enable=false",
     ]
     if cfg.mode == "zookeeper":

@@ -2,9 +2,11 @@
 
 - Apache Kafka, MirrorMaker 2 and ZooKeeper: their jars from Maven Central, resolved by Maven itself
   (`mvn dependency:copy-dependencies` on a small generated POM), so the versions are exact.
-- The S3 server: versitygw (Apache-2.0), built from the Go module proxy with `go install`.
+- The S3 servers: versitygw (Apache-2.0) and MinIO (AGPL-3.0, the release docker-compose.yml runs), each
+  built from the Go module proxy with `go install`; MinIO only ever runs as a separate server process.
 
-A finished download leaves a `.complete` marker; a half-finished one is redone.
+A finished download leaves a `.complete` marker, a finished build a `built-with.txt` naming its
+command; a half-finished one, or one built otherwise, is redone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from loglake import defaults
@@ -127,31 +130,116 @@ def zookeeper_libs(cache: Path, version: str) -> Path:
     return maven_libs(cache, f"zookeeper-{version}", zookeeper_artifacts(version))
 
 
-def versitygw_binary(cache: Path, version: str = defaults.VERSITYGW_VERSION) -> Path:
-    home = cache / f"versitygw-{version}"
-    binary = home / "bin" / "versitygw"
-    if (home / ".complete").exists() and binary.exists():
+@dataclass(frozen=True)
+class GoProgram:
+    """A Go program the stack builds from the Go module proxy: `go install package@version`."""
+
+    name: str
+    package: str
+    version: str
+    ldflags: str = ""
+    tags: str = ""
+    trimpath: bool = False
+
+    @property
+    def module(self) -> str:
+        return self.package.split("/cmd/")[0]
+
+    @property
+    def install_argv(self) -> list[str]:
+        argv = ["go", "install", *(["-trimpath"] if self.trimpath else [])]
+        if self.tags:
+            argv.append(f"-tags={self.tags}")
+        if self.ldflags:
+            argv.append(f"-ldflags={self.ldflags}")
+        return [*argv, f"{self.package}@{self.version}"]
+
+
+def minio_ldflags(release: str = defaults.MINIO_RELEASE, commit: str = defaults.MINIO_COMMIT) -> str:
+    """The version stamps MinIO's own release build puts in (its Makefile runs
+    buildscripts/gen-ldflags.go, with MINIO_RELEASE=RELEASE for a release), so that `minio --version`
+    names the release, as the compose image's does."""
+    day, _, clock = release.removeprefix("RELEASE.").partition("T")
+    cmd = "github.com/minio/minio/cmd"
+    return " ".join(
+        [
+            "-s -w",
+            f"-X {cmd}.Version={day}T{clock.replace('-', ':')}",  # RFC 3339: 2025-09-07T16:13:09Z
+            f"-X {cmd}.CopyrightYear={day[:4]}",
+            f"-X {cmd}.ReleaseTag={release}",
+            f"-X {cmd}.CommitID={commit}",
+            f"-X {cmd}.ShortCommitID={commit[:12]}",
+        ]
+    )
+
+
+VERSITYGW = GoProgram("versitygw", "github.com/versity/versitygw/cmd/versitygw", defaults.VERSITYGW_VERSION)
+# MinIO (AGPL-3.0), the release docker-compose.yml runs, built as MinIO's Makefile builds it (CGO off,
+# `-tags kqueue`, `-trimpath`, its version stamps). A separate server program: loglake only starts it
+# and speaks S3 to it.
+MINIO = GoProgram(
+    "minio",
+    "github.com/minio/minio",
+    defaults.MINIO_MODULE_VERSION,
+    ldflags=minio_ldflags(),
+    tags="kqueue",
+    trimpath=True,
+)
+
+
+def in_module_cache(module: str, version: str) -> bool:
+    """Whether Go's module cache already holds `module@version` (then `go install` only compiles, mostly
+    from Go's build cache: seconds, not minutes)."""
+    result = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False)
+    root = result.stdout.strip()
+    escaped = "".join("!" + c.lower() if c.isupper() else c for c in module)  # the cache's spelling
+    return bool(root) and (Path(root) / "cache" / "download" / escaped / "@v" / f"{version}.zip").exists()
+
+
+def go_binary(cache: Path, program: GoProgram) -> Path:
+    """`program` built into `cache/<name>-<version>/bin` on first use, and reused after: nothing is said
+    when it is reused, and "building" only when it builds."""
+    home = cache / f"{program.name}-{program.version}"
+    binary = home / "bin" / program.package.rsplit("/", 1)[-1]
+    stamp = " ".join(program.install_argv) + "\n"  # other build flags make another build
+    if (
+        (home / "built-with.txt").exists()
+        and (home / "built-with.txt").read_text() == stamp
+        and binary.exists()
+    ):
         return binary
     if not shutil.which("go"):
-        raise FetchError("Go is needed to build the S3 server versitygw; install Go 1.24 or newer")
+        raise FetchError(f"Go is needed to build the S3 server {program.name}; install Go 1.24 or newer")
     shutil.rmtree(home, ignore_errors=True)
     (home / "bin").mkdir(parents=True)
-    log.info("building versitygw %s from the Go module proxy (first use only, about 2 minutes)", version)
-    env = dict(os.environ, GOBIN=str(home / "bin"), GOFLAGS="-mod=mod", CGO_ENABLED="0")
+    what = f"{program.name} {program.version}"
+    if in_module_cache(program.module, program.version):
+        log.info("building %s from Go's module cache (first use in this folder)", what)
+    else:
+        log.info(
+            "downloading and building %s from the Go module proxy (first use; docs/native-stack.md says how long)",
+            what,
+        )
+    env = dict(os.environ, GOBIN=str((home / "bin").resolve()), GOFLAGS="-mod=mod", CGO_ENABLED="0")
     started = time.monotonic()
     result = subprocess.run(
-        ["go", "install", f"github.com/versity/versitygw/cmd/versitygw@{version}"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=home,
+        program.install_argv, capture_output=True, text=True, check=False, env=env, cwd=home
     )
     if result.returncode != 0 or not binary.exists():
         (home / "go.log").write_text(result.stdout + result.stderr)
-        raise FetchError(f"could not build versitygw {version}; see {home / 'go.log'}")
-    (home / ".complete").write_text(f"{time.monotonic() - started:.1f}s\n")
+        raise FetchError(f"could not build {what}; see {home / 'go.log'}")
+    took = time.monotonic() - started
+    (home / "built-with.txt").write_text(stamp)
+    log.info("built %s in %.0f s", what, took)
     return binary
+
+
+def versitygw_binary(cache: Path) -> Path:
+    return go_binary(cache, VERSITYGW)
+
+
+def minio_binary(cache: Path) -> Path:
+    return go_binary(cache, MINIO)
 
 
 # Kafka's command-line tools: script name -> main class candidates (they moved between versions).
