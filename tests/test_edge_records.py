@@ -6,7 +6,6 @@ or once on the dead-letter topic."""
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -17,9 +16,8 @@ from hypothesis import strategies as st
 from loglake import deadletter, events, formats
 from loglake.formats import Recipe
 from tests import edge_records
-from tests.conftest import PYTHON, REPO, clean_env
 from tests.edge_records import EDGES, MAX_RECORD_BYTES, Edge
-from tests.waiting import Output, records_to_end
+from tests.waiting import records_to_end
 
 KINDS = {
     "empty-value",
@@ -159,7 +157,7 @@ def lake_records(s3, bucket: str, prefix: str) -> tuple[Counter[int], dict[int, 
 @pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_edge_records_between_good_events_land_or_are_dead_letters_exactly_once(
-    stack_env, new_topic, s3, fmt
+    processes, stack_env, new_topic, s3, fmt
 ):
     """56 classes of edge records (tests/edge_records.py), each between two good events, through the
     real writer: it exits 0; every offset is once in the lake or once on `.dlq` (the edges where the
@@ -168,12 +166,9 @@ def test_edge_records_between_good_events_land_or_are_dead_letters_exactly_once(
     topic = new_topic(1)
     sent = produce_interleaved(stack_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
     prefix = f"test-{topic}"
-    args = [PYTHON, "receive_faking_data.py", "--topic", topic, "--group", f"g-{topic}", "--prefix", prefix]
-    args += ["--format", fmt, "--max-record-bytes", str(MAX_RECORD_BYTES), "--exit-when-idle", "3", "--quiet"]
-    process = subprocess.Popen(
-        args, cwd=REPO, env=clean_env(stack_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    code, _out, err = Output(process).finish(240)
+    flags = ["--topic", topic, "--group", f"g-{topic}", "--prefix", prefix, "--format", fmt]
+    flags += ["--max-record-bytes", str(MAX_RECORD_BYTES), "--exit-when-idle", "3", "--quiet"]
+    code, _out, err = processes.writer(stack_env, *flags).finish(240)
     assert code == 0, err[-3000:]
 
     in_lake, read = lake_records(s3, stack_env["LAKE_BUCKET"], f"{prefix}/")
@@ -202,12 +197,5 @@ def test_edge_records_between_good_events_land_or_are_dead_letters_exactly_once(
     assert set(in_lake) | set(dead) == set(sent)
 
     flags = ["--topic", topic, "--prefix", prefix, "--group", f"g-{topic}", "--deep"]
-    verify = subprocess.run(
-        [PYTHON, "-m", "loglake", "verify", *flags],
-        cwd=REPO,
-        env=clean_env(stack_env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    verify = processes.start(["-m", "loglake", "verify", *flags], stack_env, "verify").finish(300)
     assert verify.returncode == 0, verify.stdout + verify.stderr
