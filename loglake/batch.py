@@ -131,6 +131,7 @@ class Rejected:
     headers: list[tuple[str, bytes]] | None
     kind: str
     reason: str
+    error_class: str = "Rejection"  # the exception that decided it (`Rejection`: validation named it)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class FlushPolicy:
         return self.full(batch) or now - batch.created >= self.max_age
 
 
-def rejected_from(message: Any, kind: str, reason: str) -> Rejected:
+def rejected_from(message: Any, kind: str, reason: str, error_class: str = "Rejection") -> Rejected:
     """A Rejected from a consumed record (anything with the confluent_kafka.Message accessors)."""
     return Rejected(
         message.topic(),
@@ -227,4 +228,5 @@ def rejected_from(message: Any, kind: str, reason: str) -> Rejected:
         message.headers(),
         kind,
         reason,
+        error_class,
     )

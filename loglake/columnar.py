@@ -36,10 +36,10 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import sub
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -78,7 +78,8 @@ KAFKA_TYPE = pa.struct(
         ("timestamp", TIME),
     ]
 )
-_CANONICAL_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+# a second 60 (a leap second) is not canonical: Arrow's timestamps have none (stored as the next second)
+_CANONICAL_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:[0-5]\d\.\d{3}Z$"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ _PARSE = pa_json.ParseOptions(
 # One thread per read: the writer already encodes one object per partition at once beside its consuming
 # thread, and Arrow's threaded reader cost 8.4 µs of CPU per event against 5.0 µs on one thread (in
 # 4 MiB blocks; 32,768 generated events, AMD EPYC, 2 cores).
-_READ = pa_json.ReadOptions(use_threads=False, block_size=4 << 20)
+BLOCK = 4 << 20
+_READ = pa_json.ReadOptions(use_threads=False, block_size=BLOCK)
 # A value fits when it decodes into this struct: schema fields only, FIELDS present, types and
 # ranges of the columns, no null where the schema has none (optional fields default to None, so an
 # explicit null fails: it would decode as an absent field).
@@ -189,12 +191,15 @@ def _events(records: FolderRecords, lo: int, hi: int) -> pa.Table:
     table = None
     if data.find(b"\n", begin, end) < 0 and data.find(b"\r", begin, end) < 0:  # one value per line for Arrow
         try:
-            table = _read(_lines(records, lo, hi))
+            table = _read(_lines(records, lo, hi), _longest(records, lo, hi))
         except pa.ArrowInvalid:
             table = None  # some value has other fields or types than the columns: row by row below
     if table is None:
-        lines, unfit = _conform([records.value(i) for i in range(lo, hi)])
-        table = _read(pa.py_buffer(b"\n".join(lines)))
+        values = [records.value(i) for i in range(lo, hi)]
+        lines, unfit = _conform(values)
+        table = _read(pa.py_buffer(b"\n".join(lines)), max(map(len, lines), default=0))
+        fitting = [i for i in range(hi - lo) if i not in unfit]
+        unfit.update(_given_twice([values[i] for i in fitting], fitting))
     else:
         nulls, other_nulls = _rows_with_null(records, lo, hi)
         unfit = {i for i in other_nulls if not _fits(records.value(lo + i))}
@@ -223,8 +228,20 @@ def _lines(records: FolderRecords, lo: int, hi: int) -> pa.Buffer:
     return pc.binary_join(one_list, _NEWLINE)[0].as_buffer()
 
 
-def _read(data: pa.Buffer) -> pa.Table:
-    return pa_json.read_json(data, read_options=_READ, parse_options=_PARSE).combine_chunks()
+def _read(data: pa.Buffer, longest: int) -> pa.Table:
+    """The table of `data` (one value per line, the longest `longest` bytes): Arrow reads in blocks,
+    and a line must fit in one."""
+    options = _READ
+    if longest >= BLOCK:
+        options = pa_json.ReadOptions(use_threads=False, block_size=min(longest + 1, 2**31 - 1))
+    return pa_json.read_json(data, read_options=options, parse_options=_PARSE).combine_chunks()
+
+
+def _longest(records: FolderRecords, lo: int, hi: int) -> int:
+    """The length of the longest of values lo..hi-1."""
+    ends = records.ends
+    rest = max(map(sub, ends[lo + 1 : hi], ends[lo : hi - 1]), default=0)
+    return max(ends[lo] - records.begin(lo), rest)
 
 
 def _fits(value: bytes) -> bool:
@@ -244,8 +261,26 @@ def _conform(values: list[bytes]) -> tuple[list[bytes], set[int]]:
             lines.append(_encode(_decode_fitting(value)))
         except msgspec.ValidationError:
             unfit.add(i)
-            lines.append(_encode(_fitting_part(orjson.loads(value))))
+            lines.append(_encode(_fitting_part(events.decode(value))))
     return lines, unfit
+
+
+def _given_twice(values: list[bytes], rows: list[int]) -> set[int]:
+    """Of `values` (events that fit the columns, msgspec taking the last of a key given twice), the
+    rows that give a key twice: Arrow's reader refuses those, so one read of them all usually says
+    none, and halving finds the few (their columns hold the last value, `_raw` the event as it came).
+    A value Arrow refuses for another reason is kept in `_raw` too: exact either way."""
+    if not values:
+        return set()
+    lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]  # line breaks: whitespace
+    try:
+        _read(pa.py_buffer(b"\n".join(lines)), max(map(len, lines)))
+    except pa.ArrowInvalid:
+        if len(values) == 1:
+            return set(rows)
+        half = len(values) // 2
+        return _given_twice(values[:half], rows[:half]) | _given_twice(values[half:], rows[half:])
+    return set()
 
 
 def _fitting_part(event: dict[str, Any]) -> dict[str, Any]:
@@ -335,12 +370,15 @@ def _timestamps(text: pa.Array) -> tuple[pa.Array, list[int]]:
 def _decimals(numbers: pa.Array, stored: pa.Decimal128Type) -> tuple[pa.Array, list[int]]:
     """`numbers` as `stored` decimals; values with more digits than it keeps (or too large) are null
     and their rows unfit. Exact: a value fits when the decimal, read back as a float the way
-    `records_of` does, is the same float."""
+    `records_of` does, is the same float, its sign too."""
     scale = stored.scale
     limit = min(10 ** (stored.precision - scale) - 1, 2**53 / 10**scale)  # no rounding up past precision
     in_range = pc.less(pc.abs(numbers), limit)
     decimals = pc.if_else(in_range, numbers, pa.scalar(None, pa.float64())).cast(stored)
     exact = pc.equal(_floats(decimals), numbers)
+    # -0.0 equals 0.0 but reads back without its sign (a decimal has none): exact only in `_raw`
+    negative_zero = pc.equal(numbers.view(pa.int64()), pa.scalar(-(2**63), pa.int64()))
+    exact = pc.and_(exact, pc.invert(negative_zero))
     unfit = pc.and_(pc.is_valid(numbers), pc.invert(pc.fill_null(exact, False)))
     if not pc.any(unfit).as_py():
         return decimals, []
@@ -378,7 +416,7 @@ def records_of(table: pa.Table) -> Iterator[dict[str, Any]]:
     for (topic, partition, offset, timestamp), original, row in zip(coordinates, raw, rows, strict=True):
         kafka_field = {"topic": topic, "partition": partition, "offset": offset, "timestamp": timestamp}
         if original is not None:
-            yield {KAFKA: kafka_field, **orjson.loads(original)}
+            yield {KAFKA: kafka_field, **events.decode(original)}
             continue
         record = {KAFKA: kafka_field}
         record.update(zip(names, row, strict=True))

@@ -1,7 +1,9 @@
 """Records that cannot be stored: to the dead-letter topic, with the error and where they came from.
 
 A dead letter keeps the original key, value and headers, and adds headers:
-`loglake.error.kind` (short machine name), `loglake.error` (one sentence), `loglake.source.topic`,
+`loglake.error.kind` (short machine name), `loglake.error` (one sentence), `loglake.error.class` (the
+class of the exception that decided it: `Rejection` when validation named the problem itself, another
+class when an unexpected exception was caught at the record's boundary), `loglake.source.topic`,
 `loglake.source.partition`, `loglake.source.offset`, `loglake.source.timestamp`.
 
 The dead-letter topic is created (if missing) with its source's `max.message.bytes`, so that any
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 HEADER_KIND = "loglake.error.kind"
 HEADER_ERROR = "loglake.error"
+HEADER_CLASS = "loglake.error.class"
 HEADER_TOPIC = "loglake.source.topic"
 HEADER_PARTITION = "loglake.source.partition"
 HEADER_OFFSET = "loglake.source.offset"
@@ -134,6 +137,7 @@ def headers_of(letter: Rejected) -> list[tuple[str, bytes]]:
         *(letter.headers or []),
         (HEADER_KIND, letter.kind.encode()),
         (HEADER_ERROR, letter.reason.encode("utf-8", "replace")),
+        (HEADER_CLASS, letter.error_class.encode("utf-8", "replace")),
         (HEADER_TOPIC, letter.topic.encode()),
         (HEADER_PARTITION, str(letter.partition).encode()),
         (HEADER_OFFSET, str(letter.offset).encode()),

@@ -9,8 +9,9 @@ e.g. `2026-11-24T21:03:04.123Z`; it is also the Kafka record's timestamp.
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
+import json
+import re
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -81,18 +82,96 @@ OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+# The event times a lake can hold: years 1 to 9999 in UTC, so that every date is four digits in a
+# folder name (`dt=0001-01-01`) and in the canonical text, and every reader's timestamp type holds it.
+MIN_EVENT_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+MAX_EVENT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_DAY_MS = 86_400_000
+
+# RFC 3339 section 5.6, ASCII digits only: `T` or `t` (or a space, which its section 5.6 lets an
+# application choose) between date and time, any number of fraction digits, `Z`, `z` or an offset
+# `+hh:mm` / `-hh:mm`. Ranges (month 1-12, the month's days, hour 0-23, minute 0-59, second 0-60)
+# are checked in `parse_event_time`.
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a date of the proleptic Gregorian calendar (any year, 0 too)."""
+    year -= month <= 2
+    era = year // 400
+    of_era = year - era * 400
+    of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    of_era_days = of_era * 365 + of_era // 4 - of_era // 100 + of_year
+    return era * 146_097 + of_era_days - 719_468
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    """The inverse of `_days_from_civil`: (year, month, day)."""
+    days += 719_468
+    era = days // 146_097
+    of_era = days - era * 146_097
+    year_of_era = (of_era - of_era // 1460 + of_era // 36_524 - of_era // 146_096) // 365
+    of_year = of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * of_year + 2) // 153
+    day = of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + (3 if shifted_month < 10 else -9)
+    return year_of_era + era * 400 + (month <= 2), month, day
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def utc_date_hour(ms: int) -> tuple[str, str]:
+    """Epoch milliseconds -> (`YYYY-MM-DD`, `HH`) in UTC, the year four digits."""
+    days, rest = divmod(ms, _DAY_MS)
+    year, month, day = _civil_from_days(days)
+    return f"{year:04d}-{month:02d}-{day:02d}", f"{rest // 3_600_000:02d}"
+
+
 def format_event_time(ms: int) -> str:
-    """Epoch milliseconds -> `2026-11-24T21:03:04.123Z`."""
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    """Epoch milliseconds -> `2026-11-24T21:03:04.123Z` (the year always four digits)."""
+    days, rest = divmod(ms, _DAY_MS)
+    year, month, day = _civil_from_days(days)
+    seconds, millis = divmod(rest, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
 def parse_event_time(text: str) -> int:
-    """RFC 3339 (`...Z` or `...+00:00`) -> epoch milliseconds. Raises ValueError."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
-    return round(moment.astimezone(UTC).timestamp() * 1000)
+    """An RFC 3339 time with a zone -> epoch milliseconds (UTC). Raises ValueError.
+
+    Fraction digits past the millisecond are cut off (the time stays in its second, its hour and its
+    day); a leap second (`23:59:60`) counts as the first second of the next minute, as POSIX time
+    counts it. The time must fall in years 1 to 9999 once shifted to UTC (`MIN_EVENT_MS`..)."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text[:40]!r} is not an RFC 3339 time with a zone, such as 2026-11-24T21:03:04.123Z"
+        )
+    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
+        raise ValueError(f"{text[:40]!r} names a day that does not exist")
+    if hour > 23 or minute > 59 or second > 60:
+        raise ValueError(f"{text[:40]!r} names a time of day that does not exist")
+    fraction, sign, offset_hours, offset_minutes = match.group(7, 8, 9, 10)
+    millis = int(fraction[:3].ljust(3, "0")) if fraction else 0
+    offset = 0
+    if sign is not None:
+        if int(offset_hours) > 23 or int(offset_minutes) > 59:
+            raise ValueError(f"{text[:40]!r} has an offset outside -23:59..+23:59")
+        offset = (int(offset_hours) * 60 + int(offset_minutes)) * (1 if sign == "+" else -1)
+    minutes = (_days_from_civil(year, month, day) * 24 + hour) * 60 + minute - offset
+    ms = (minutes * 60 + second) * 1000 + millis
+    if not MIN_EVENT_MS <= ms <= MAX_EVENT_MS:
+        raise ValueError(f"{text[:40]!r} is outside the years 1 to 9999 once shifted to UTC")
+    return ms
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -100,9 +179,29 @@ def encode(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 
 
-def decode(value: bytes) -> dict[str, Any]:
-    """The inverse of `encode`; raises orjson.JSONDecodeError (a ValueError) on bad input."""
-    return orjson.loads(value)
+def decode(value: bytes | str) -> Any:
+    """A JSON value as the lake reads it back (the inverse of `encode`; the formats' `decode`, so
+    `verify --deep`): orjson; and where orjson refuses a number beyond a double's range (`1e400`, an
+    integer of 400 digits), which JSON allows and the writer stores as it came, Python's json with
+    orjson's rules for numbers, such a number then being infinite. Raises ValueError on bad input."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        text = value if isinstance(value, str) else bytes(value).decode()
+        return json.loads(text, parse_int=_integer, parse_float=float, parse_constant=_no_constant)
+
+
+def _integer(token: str) -> int | float:
+    """A JSON integer as orjson reads it: an int within 64 bits (signed or unsigned), else a float."""
+    if len(token) <= 20:
+        number = int(token)
+        if -(2**63) <= number < 2**64:
+            return number
+    return float(token)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 _ID_PREFIX = b'{"event_id":"'
@@ -130,6 +229,10 @@ def record_headers(producer_id: str) -> list[tuple[str, bytes]]:
 
 RESERVED_FIELD = "_kafka"  # the lake writer adds it to every stored line (see loglake/layout.py)
 REQUIRED_FIELDS = ("event_id", "event_time", "event_type")
+# Levels of nesting a value may have, the event object being the first. Every reader of the lake takes
+# this many whatever its stack (orjson 1,024; Python's json and msgspec about 990, fewer when called
+# deep in a stack); a value of at most 2 * MAX_DEPTH bytes cannot be deeper.
+MAX_DEPTH = 512
 _JSON_TYPES = {
     list: "array",
     str: "string",
@@ -141,17 +244,22 @@ _JSON_TYPES = {
 
 
 class Rejection(ValueError):
-    """Why a consumed record is not a storable event. `kind` is a short machine name
-    (the dead letter's `loglake.error.kind` header), the message one sentence."""
+    """Why a consumed record is not a storable event. `kind` is a short machine name (the dead
+    letter's `loglake.error.kind` header), the message one sentence, `error_class` the class of the
+    exception that decided it (`loglake.error.class`): `Rejection` when validation named the problem
+    itself, another class when an unexpected exception was caught at the record's boundary."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, error_class: str = "Rejection") -> None:
         super().__init__(message)
         self.kind = kind
+        self.error_class = error_class
 
 
 class _Head(msgspec.Struct):
-    """The fields the writer checks. Decoding into it validates the whole value as JSON (syntax;
-    UTF-8 is checked separately) but builds no dict of the other fields: 3x faster than a full parse."""
+    """The fields the writer checks. Decoding into it validates the whole value as JSON (syntax, and
+    that every `\\u` escape is a Unicode character; UTF-8 is checked separately) but builds no dict of
+    the other fields: 3x faster than a full parse. Of a field given twice, the last counts, as for
+    orjson, Python, JavaScript, Go and Jackson."""
 
     event_id: str
     event_time: str
@@ -170,16 +278,23 @@ _SECONDS_MAX = 20_000
 # (a point, three ASCII digits, `Z`, nothing after) and gives the milliseconds
 _MILLIS = {f".{ms:03d}Z": ms for ms in range(1000)}
 _UNSET = msgspec.UNSET
+_SHALLOW = 2 * MAX_DEPTH  # values this long or shorter cannot nest deeper than MAX_DEPTH
 
 
 def validate_quickly(value: bytes | None, max_bytes: int) -> tuple[str, str, int] | None:
     """`validate` for the common case (a compact ASCII event whose event time is canonical and of a
-    second seen before), or None: then `validate` decides, and names what is wrong if anything is."""
-    if not value or len(value) > max_bytes or not value.isascii():
+    second seen before), or None: then `validate` decides, and names what is wrong if anything is.
+    Never raises: whatever it cannot settle at once is left to `validate`."""
+    if not value:
         return None
+    size = len(value)
+    if size > max_bytes or not value.isascii():
+        return None
+    if size > _SHALLOW and value.count(b"[") + value.count(b"{") > MAX_DEPTH:
+        return None  # perhaps too deep: validate measures it
     try:
         head = _decode_head(value)
-    except msgspec.DecodeError:
+    except Exception:  # noqa: BLE001 - not valid, or not here: validate says which
         return None
     text = head.event_time
     second = _SECONDS.get(text[:19])
@@ -198,25 +313,60 @@ def validate_quickly(value: bytes | None, max_bytes: int) -> tuple[str, str, int
 def validate(value: bytes | None, max_bytes: int) -> tuple[str, str, int]:
     """Check a consumed record value; returns (date `YYYY-MM-DD`, hour `HH`, event time in ms), UTC.
 
-    A storable event is a UTF-8 JSON object (RFC 8259 syntax; numbers are not range-checked), at
-    most `max_bytes`, with non-empty strings `event_id` and `event_type`, an RFC 3339 `event_time`
-    with a time zone, and no `_kafka` field. Anything else raises Rejection.
+    A storable event is a UTF-8 JSON object (RFC 8259) of at most `max_bytes`, nested at most
+    `MAX_DEPTH` levels, with non-empty strings `event_id` and `event_type`, an RFC 3339 `event_time`
+    with a zone in years 1..9999 once in UTC, and no `_kafka` field. Numbers are kept as written,
+    whatever their size. Anything else raises Rejection, and only Rejection: an unexpected exception
+    raised while checking one record is that record's Rejection too (one boundary per record).
     """
+    try:
+        return _validate(value, max_bytes)
+    except Rejection:
+        raise
+    except MemoryError:
+        raise  # the process's state, not the record's: not a reason to dead-letter it
+    except Exception as exc:
+        raise unexpected(exc) from exc
+
+
+# the kind of dead letter an unexpected exception makes, by the class of problem it names
+_UNEXPECTED_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (RecursionError, "too-deep"),
+    (UnicodeError, "invalid-utf8"),
+    (OverflowError, "out-of-range"),
+)
+
+
+def unexpected(exc: BaseException) -> Rejection:
+    """The Rejection for an exception raised while checking or encoding one record."""
+    kind = next((k for cls, k in _UNEXPECTED_KINDS if isinstance(exc, cls)), "unreadable")
+    name = type(exc).__name__
+    reason = " ".join(str(exc).split())[:200] or "no message"
+    return Rejection(kind, f"the record could not be read ({name}: {reason})", name)
+
+
+def _validate(value: bytes | None, max_bytes: int) -> tuple[str, str, int]:
     if not value:
         raise Rejection("empty-value", "the record has no value (empty or null)")
     if len(value) > max_bytes:
         raise Rejection("too-large", f"the value is {len(value)} bytes, over the limit of {max_bytes}")
+    if not value.isascii():
+        _check_utf8(value)
+    if (
+        len(value) > _SHALLOW
+        and value.count(b"[") + value.count(b"{") > MAX_DEPTH
+        and deeper_than(value, MAX_DEPTH)
+    ):
+        raise Rejection("too-deep", f"the value nests more than {MAX_DEPTH} levels deep")
     try:
-        if not value.isascii():
-            value.decode("utf-8")
         head = _decode_head(value)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        _reject(value)  # raises the Rejection that names what is wrong
+    except msgspec.DecodeError as exc:
+        _reject(value, exc)  # raises the Rejection that names what is wrong
         raise
     text = head.event_time
     if not (head.event_id and text and head.event_type):
-        _reject(value)
-    if head.reserved is not msgspec.UNSET:
+        _reject(value, None)
+    if head.reserved is not _UNSET:
         raise Rejection(
             "reserved-field", f"the event has a {RESERVED_FIELD!r} field, which the lake reserves"
         )
@@ -227,37 +377,91 @@ def validate(value: bytes | None, max_bytes: int) -> tuple[str, str, int]:
         return second[0], second[1], second[2] + millis
     try:
         ms = parse_event_time(text)
-    except ValueError:
-        raise Rejection(
-            "bad-event-time", f"event_time {text[:40]!r} is not an RFC 3339 time with a zone"
-        ) from None
-    if text.endswith("Z") and len(text) >= 13 and text[4] == "-" and text[10] == "T":
-        if len(text) == 24 and text[19] == ".":  # canonical: remember its second
-            if len(_SECONDS) >= _SECONDS_MAX:
-                _SECONDS.clear()
-            _SECONDS[text[:19]] = (text[:10], text[11:13], ms - ms % 1000)
-        return text[:10], text[11:13], ms  # already UTC: no need to format
-    moment = time.gmtime(ms // 1000)
-    return time.strftime("%Y-%m-%d", moment), f"{moment.tm_hour:02d}", ms
+    except ValueError as why:
+        raise Rejection("bad-event-time", f"event_time: {why}") from None
+    date, hour = utc_date_hour(ms)
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[10] == "T":  # canonical
+        if len(_SECONDS) >= _SECONDS_MAX:
+            _SECONDS.clear()
+        _SECONDS[text[:19]] = (date, hour, ms - ms % 1000)
+    return date, hour, ms
 
 
-def _reject(value: bytes) -> None:
-    """Raise the Rejection that says why `value` is not a JSON object with the required fields."""
+def _check_utf8(value: bytes) -> None:
     try:
         value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Rejection("invalid-utf8", "the value is not valid UTF-8") from None
+    except UnicodeDecodeError as why:
+        raise Rejection(
+            "invalid-utf8",
+            f"the value is not valid UTF-8: byte {value[why.start]:#04x} at {why.start} ({why.reason})",
+        ) from None
+
+
+_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))  # deleted: all but quotes and brackets
+# strings (their escapes gone, so a quote opens or closes one) skipped, then a run of brackets; possessive,
+# so no backtracking: linear whatever the bytes
+_BRACKETS = re.compile(rb'(?:"[^"]*+"?+)*+([\[\]{}]++)')
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def deeper_than(value: bytes, limit: int) -> bool:
+    """Whether `value` (JSON text) nests more than `limit` levels: its brackets outside strings. Once
+    the escaped backslashes and then the escaped quotes are gone, every quote left opens or closes a
+    string. In C but for one step per run of brackets; linear in time, and in memory whatever the bytes."""
+    skeleton = value.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _STRUCTURE)
+    if skeleton.count(b'"') % 2:  # a string never closed (not JSON): what follows it is inside it
+        skeleton = skeleton[: skeleton.rfind(b'"')]
+    depth = 0
+    for match in _BRACKETS.finditer(skeleton):
+        run = match.group(1)
+        opened = run.count(b"[") + run.count(b"{")
+        if depth + opened > limit:
+            levels = accumulate(map(_STEP.__getitem__, run), initial=depth)
+            if next(filter(limit.__lt__, levels), None) is not None:
+                return True
+        depth += 2 * opened - len(run)
+    return False
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _reject(value: bytes, refusal: msgspec.DecodeError | None) -> None:
+    """Raise the Rejection that says why `value` is not a JSON object with the required fields
+    (`refusal`: what decoding its head said)."""
+    _check_utf8(value)
+    if value.startswith(_BOM):
+        raise Rejection(
+            "invalid-json", "the value starts with a byte order mark, which JSON text must not have"
+        )
     try:
-        event = msgspec.json.decode(value)
-    except msgspec.DecodeError as exc:
+        event = decode(value)  # as the lake reads it: numbers past a double's range too
+    except (ValueError, RecursionError) as exc:
         raise Rejection("invalid-json", f"the value is not valid JSON: {exc}") from None
+    if _has_lone_surrogate(event):
+        raise Rejection(
+            "lone-surrogate",
+            "a string holds a \\uD800-\\uDFFF escape without its pair: not a Unicode character",
+        )
     if type(event) is not dict:
         kind = _JSON_TYPES.get(type(event), type(event).__name__)
         raise Rejection("not-an-object", f"the value is a JSON {kind}, not an object")
     for name in REQUIRED_FIELDS:
-        field = event.get(name)
-        if field is None:
+        if name not in event:
             raise Rejection("missing-field", f"the event has no {name!r}")
+        field = event[name]
         if type(field) is not str or not field:
-            raise Rejection("wrong-type", f"{name!r} must be a non-empty string, not {field!r:.40}")
-    raise Rejection("invalid-json", "the value is not a JSON object the writer can read")
+            shown = "null" if field is None else f"{field!r:.40}"
+            raise Rejection("wrong-type", f"{name!r} must be a non-empty string, not {shown}")
+    # a field the writer reads given twice, the last a non-empty string but not the first
+    raise Rejection("wrong-type", f"a field is given twice, once of the wrong type: {refusal}")
+
+
+def _has_lone_surrogate(event: Any) -> bool:
+    """Whether a decoded value holds a string with an unpaired surrogate (Python's json takes a
+    `\\ud800` escape alone, which no UTF-8 text can hold)."""
+    try:
+        json.dumps(event, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import orjson
 from isal import isal_zlib
 
+from loglake import events
 from loglake.batch import FolderRecords
 from loglake.body import Body
 from loglake.settings import WriterSettings
@@ -235,7 +236,7 @@ class JsonLines(_StoredLines):
     def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
         for line in _plain(data).splitlines():
             if line.strip():
-                yield orjson.loads(line)
+                yield events.decode(line)
 
 
 class JsonArray(_StoredLines):
@@ -249,7 +250,7 @@ class JsonArray(_StoredLines):
     closing = b"]\n"
 
     def decode(self, data: bytes) -> Iterator[dict[str, Any]]:
-        yield from orjson.loads(_plain(data))
+        yield from events.decode(_plain(data))
 
 
 class Parquet:

@@ -294,6 +294,7 @@ def _encode_or_reject(batch: Batch, records: FolderRecords, recipe: Recipe) -> B
                     None,
                     "unencodable",
                     reason,
+                    type(exc).__name__,
                 )
             )
         return None
@@ -342,7 +343,7 @@ def dead_letter_document(letter: Rejected, refused: str) -> bytes:
         {
             "source": {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset},
             "timestamp": letter.timestamp,
-            "error": {"kind": letter.kind, "reason": letter.reason},
+            "error": {"kind": letter.kind, "reason": letter.reason, "class": letter.error_class},
             "dead_letter_topic_refused": refused,
             "key": b64(letter.key),
             "value": b64(letter.value),

@@ -84,7 +84,7 @@ class Router:
                 try:
                     found = validate(value, recipe.max_record_bytes)
                 except Rejection as why:
-                    batch.reject(rejected_from(m, why.kind, str(why)))
+                    batch.reject(rejected_from(m, why.kind, str(why), why.error_class))
                     self.dead_letters += 1
                     self.metrics.dead_letters.labels(why.kind).inc()
                     found = None

@@ -260,7 +260,8 @@ def test_a_record_the_encoder_cannot_take_is_a_dead_letter_and_the_claim_holds_o
     (claim,) = w.claims(0)
     assert claim.dead_letters == 1 and claim.records == 7
     (letter,) = w.dead.letters
-    assert (letter.offset, letter.kind) == (3, "unencodable") and "OverflowError" in letter.reason
+    assert (letter.offset, letter.kind, letter.error_class) == (3, "unencodable", "OverflowError")
+    assert "OverflowError: this one does not fit" in letter.reason
 
 
 def test_finding_a_partitions_last_claim_costs_the_same_whatever_the_ledgers_size():
