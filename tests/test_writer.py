@@ -154,6 +154,39 @@ def test_sigterm_flushes_commits_and_exits_zero(processes, stack_env, new_topic)
     check_exactly_once(stack_env, topic, 5_000)
 
 
+def imported(child: Child, module: str) -> bool:
+    """Whether `python -X importtime`'s log of `child` (on stderr, a line as each import ends) shows
+    `module` imported."""
+    return any(line.rsplit("|", 1)[-1].strip() == module for line in child.lines() if "import time:" in line)
+
+
+@pytest.mark.parametrize("script", ["receive_faking_data.py", "faking_data.py"])
+def test_sigterm_while_the_modules_still_load_is_a_clean_stop(processes, stack_env, new_topic, script):
+    """A SIGTERM a few ms after the command began (a service manager or a test stopping what it has
+    just started) is "stop cleanly": exit 0, the summary line, no traceback; before, it arrived before
+    the handler, which main() installed after the imports, and killed the process (-15, no output).
+    The test reads the interpreter's import log (`-X importtime`) and signals as soon as the command's
+    own imports have begun (argparse is the first that loglake/cli.py and loglake/produce.py load),
+    while the rest still load: five times each."""
+    topic = new_topic(3)
+    writer = script == "receive_faking_data.py"
+    flags = writer_flags(topic) if writer else producer_flags(topic, 1_000, 100)
+    summary, command_module = (
+        ("landed topic=", "loglake.cli") if writer else ("produced topic=", "loglake.produce")
+    )
+    early = 0
+    for _ in range(5):
+        child = processes.start(["-X", "importtime", script, *flags], stack_env, "early")
+        wait_until(lambda child=child: imported(child, "argparse"), 60, "argparse imported", interval=0.001,
+                   alive=[child])  # fmt: skip
+        child.send_signal(signal.SIGTERM)
+        early += not imported(child, command_module)  # the signal came before its modules had loaded
+        code, out, err = child.finish(120)
+        assert code == 0, err[-3000:]
+        assert "Traceback" not in err and summary in out, (out, err[-3000:])
+    assert early >= 1, "every SIGTERM came after the command's modules had loaded: the test missed the window"
+
+
 def test_each_kind_of_bad_record_becomes_a_dead_letter(processes, stack_env, new_topic):
     from confluent_kafka import Producer
 
