@@ -86,6 +86,15 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     started.reap()
 
 
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """`processes` for a module-scoped fixture (a lake landed once for a module's tests): the same
+    helper, its output in a folder of its own, whatever still runs reaped when the module ends."""
+    started = Processes(tmp_path_factory.mktemp("processes"))
+    yield started
+    started.reap()
+
+
 @pytest.fixture(scope="session")
 def admin(stack_env: dict[str, str]):
     from confluent_kafka.admin import AdminClient
