@@ -15,7 +15,7 @@ import pytest
 
 from loglake import deadletter
 from loglake.verify import VerifyResult
-from tests.conftest import create_topic, extra_stack, record, stack
+from tests.conftest import create_topic, extra_stack, new_topic_in, record, stack
 from tests.oracles import exactly_once
 from tests.processes import Child, Processes
 from tests.s3proxy import FlakyS3Proxy
@@ -280,13 +280,19 @@ def test_lake_failure_after_records_are_buffered_commits_nothing_and_exits_nonze
     assert "in_lake=1000 " in out and "result=OK" in out, out
 
 
-def test_bad_credentials_are_one_clear_sentence(processes, stack_env, new_topic):
-    topic = new_topic(1)
-    env = dict(stack_env, AWS_SECRET_ACCESS_KEY="wrong-secret")
+@pytest.mark.parametrize(
+    ("variable", "value"), [("AWS_SECRET_ACCESS_KEY", "wrong-secret"), ("AWS_ACCESS_KEY_ID", "nobody")]
+)
+def test_refused_credentials_are_one_clear_sentence(processes, lake_env, variable, value):
+    """A wrong secret is 403 SignatureDoesNotMatch on both servers; an unknown access key is 403
+    InvalidAccessKeyId on MinIO but 404 XAdminUserNotFound on versitygw: either way one sentence that
+    names the variable to fix."""
+    topic = new_topic_in(lake_env, 1)
+    env = dict(lake_env, **{variable: value})
     code, _out, err = start_writer(processes, env, topic, "--exit-when-idle", "2").finish(60)
-    assert code == 1
-    assert "refused" in err and "Traceback" not in err
-    assert err.count("\n") == 1
+    assert code == 1, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert "refused" in err and variable in err, err
 
 
 def test_another_group_cannot_reland_into_the_same_prefix(processes, stack_env, new_topic):
