@@ -6,7 +6,11 @@ A thin entry point: the work and the argument parsing live in loglake/produce.py
 
 import sys
 
-from loglake.produce import run
+from loglake.stopping import keep_stop_signals
 
 if __name__ == "__main__":
-    sys.exit(run())
+    # First: a SIGTERM from here on means "stop cleanly", even while the producer's modules load.
+    pending = keep_stop_signals()
+    from loglake.produce import run
+
+    sys.exit(run(pending=pending))

@@ -7,7 +7,11 @@ A thin entry point: the work and the argument parsing live in loglake/cli.py (th
 
 import sys
 
-from loglake.cli import run
+from loglake.stopping import keep_stop_signals
 
 if __name__ == "__main__":
-    sys.exit(run())
+    # First: a SIGTERM from here on means "stop cleanly, exit 0", even while the writer's modules load.
+    pending = keep_stop_signals()
+    from loglake.cli import run
+
+    sys.exit(run(pending=pending))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import gc
 import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from loglake.errors import ConfigError, run_cli, setup_logging, stop_on_signals
@@ -78,12 +80,13 @@ def give_large_buffers_back() -> None:
     mallopt(m_trim_threshold, 4 * 1024 * 1024)
 
 
-def main(argv: list[str] | None = None) -> int:
-    # A SIGTERM from the first line on is a request to stop cleanly, also while the writer is still
-    # being built (a service manager or a test may stop a writer it has just started): exit 0.
+def main(argv: list[str] | None = None, pending: Sequence[int] = ()) -> int:
+    # A SIGTERM is a request to stop cleanly, also while the writer is still being built (a service
+    # manager or a test may stop a writer it has just started): exit 0. `pending`: those that came
+    # since the entry point's first line, before this handler (loglake/stopping.py).
     stop = threading.Event()
     with stop_on_signals(
-        stop, lambda name: log.info("%s: flushing and stopping (again to stop at once)", name)
+        stop, lambda name: log.info("%s: flushing and stopping (again to stop at once)", name), pending
     ):
         s = settings_from_args(build_parser().parse_args(argv))
         setup_logging(verbose=s.verbose)
@@ -108,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def run(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
+def run(argv: list[str] | None = None, pending: Sequence[int] = ()) -> int:
+    """The command: `pending` holds the SIGINT/SIGTERMs kept since the entry point's first line."""
+    return run_cli(functools.partial(main, pending=pending), argv)
 
 
 if __name__ == "__main__":

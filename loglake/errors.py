@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -65,9 +65,15 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event, on_first: Callable[[str], None] | None = None) -> Iterator[None]:
+def stop_on_signals(
+    stop: threading.Event,
+    on_first: Callable[[str], None] | None = None,
+    pending: Sequence[int] = (),
+) -> Iterator[None]:
     """The first SIGINT/SIGTERM sets `stop` (the command finishes its step, flushes and exits);
-    a second one raises KeyboardInterrupt (stop at once: run_cli exits 130)."""
+    a second one raises KeyboardInterrupt (stop at once: run_cli exits 130). `pending`: the signals
+    that came before, kept since the entry point's first line (loglake/stopping.py), taken as if
+    they came now."""
 
     def handle(signum: int, _frame: object) -> None:
         if stop.is_set():
@@ -78,6 +84,8 @@ def stop_on_signals(stop: threading.Event, on_first: Callable[[str], None] | Non
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for signum in list(pending):
+            handle(signum, None)
         yield
     finally:
         for sig, handler in previous.items():

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # S3 answers that no retry can mend: the user has to act.
 _FATAL_CODES = {
     "InvalidAccessKeyId": "the lake refused the access key (AWS_ACCESS_KEY_ID)",
+    # versitygw's answer to an unknown access key: a 404, which would otherwise read as a missing object
+    "XAdminUserNotFound": "the lake refused the access key (AWS_ACCESS_KEY_ID): it knows no such user",
     "SignatureDoesNotMatch": "the lake refused the secret key (AWS_SECRET_ACCESS_KEY)",
     "AccessDenied": "the lake denied access to the bucket with these credentials",
     "NoSuchBucket": "the bucket does not exist",

@@ -12,13 +12,14 @@ event that was sent was acknowledged (and, without a signal, every event asked f
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
@@ -277,13 +278,15 @@ def check_bounded(s: ProducerSettings) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, pending: Sequence[int] = ()) -> int:
+    """`pending`: the SIGINT/SIGTERMs kept since the entry point's first line (loglake/stopping.py),
+    taken as if they came now: a stop asked for before the first event is a run of 0 events, exit 0."""
     s = settings_from_args(build_parser().parse_args(argv))
     setup_logging(verbose=s.verbose, quiet=s.quiet)
     check_bounded(s)
     stop = threading.Event()
     caught: dict[str, str] = {}
-    with stop_on_signals(stop, lambda name: caught.__setitem__("signal", name)):
+    with stop_on_signals(stop, lambda name: caught.__setitem__("signal", name), pending):
         report = produce(s, stop=stop)
     if "signal" in caught:
         report.stopped_by = caught["signal"]
@@ -298,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, pending: Sequence[int] = ()) -> int:
     """Entry point for scripts: errors become one sentence and an exit status."""
-    return run_cli(main, argv)
+    return run_cli(functools.partial(main, pending=pending), argv)
 
 
 __all__ = ["DeliveryReport", "KafkaUnavailable", "build_parser", "main", "produce", "run"]

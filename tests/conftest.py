@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,6 +87,15 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     started.reap()
 
 
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """`processes` for a module-scoped fixture (a lake landed once for a module's tests): the same
+    helper, its output in a folder of its own, whatever still runs reaped when the module ends."""
+    started = Processes(tmp_path_factory.mktemp("processes"))
+    yield started
+    started.reap()
+
+
 @pytest.fixture(scope="session")
 def admin(stack_env: dict[str, str]):
     from confluent_kafka.admin import AdminClient
@@ -109,15 +119,20 @@ def create_topic(
     return name
 
 
+def new_topic_in(env: dict[str, str], partitions: int = 3, with_dlq: bool = True) -> str:
+    """The name of a fresh topic (and its `.dlq` sibling) on the Kafka of a stack environment."""
+    name = create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], partitions)
+    if with_dlq:
+        create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], partitions, name=name + ".dlq")
+    return name
+
+
 @pytest.fixture
 def new_topic(stack_env: dict[str, str]) -> Callable[..., str]:
     """Factory: new_topic(partitions=3) -> the name of a fresh topic (and its `.dlq` sibling)."""
 
     def make(partitions: int = 3, with_dlq: bool = True) -> str:
-        name = create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], partitions)
-        if with_dlq:
-            create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], partitions, name=name + ".dlq")
-        return name
+        return new_topic_in(stack_env, partitions, with_dlq)
 
     return make
 
@@ -153,6 +168,7 @@ _OFFSETS = {
     "east": 900,  # tests/test_geo.py: two regions and MirrorMaker 2 between them
     "west": 950,
     "minio": 50,  # tests/test_stack.py: MinIO as the lake, and PostgreSQL
+    "miniolake": 150,  # the tests that run on both S3 servers: their MinIO side (`lake_env`)
 }
 
 
@@ -166,6 +182,53 @@ def extra_stack(name: str, *up_args: str, timeout: float = 600) -> Iterator[dict
         yield read_stack_env(name)
     finally:
         stack("down", "--wipe", name=name, check=False)
+
+
+# ------------------------------------------------------------------ tests that run on both S3 servers
+# A test that takes `lake_env` runs twice: on the suite's stack (versitygw) and on a stack whose lake is
+# MinIO. Which tests do, and why those: docs/development.md ("versitygw and MinIO").
+MINIO = pytest.mark.minio  # runs on MinIO: built once per session before the first such test (below)
+
+
+@pytest.fixture(scope="session")
+def minio_stack_env() -> Iterator[dict[str, str]]:
+    """An instance whose lake is MinIO (`miniolake`), started when the first test needs it and kept
+    until the session ends: one warm start per run, not one per test or module."""
+    with extra_stack("miniolake", "--s3", "minio") as env:
+        yield env
+
+
+@pytest.fixture(
+    params=["versitygw", pytest.param("minio", marks=[MINIO, pytest.mark.stack])],
+)
+def s3_server(request: pytest.FixtureRequest) -> str:
+    """Which S3 server the test's lake is (its id in the test's name)."""
+    return request.param
+
+
+@pytest.fixture
+def lake_env(s3_server: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The stack environment of the test's S3 server: the suite's stack, or the MinIO instance."""
+    return request.getfixturevalue("stack_env" if s3_server == "versitygw" else "minio_stack_env")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """MinIO is built (first use: minutes, docs/native-stack.md) once per run, here, before the first
+    test, when any selected test runs on it: no test's time bound pays for the build, and the
+    instances that run it only start it. Built already: nothing to do, nothing said."""
+    if session.config.option.collectonly or not any(i.get_closest_marker("minio") for i in session.items):
+        return
+    from loglake.stack import fetch
+
+    cache = Path(os.environ.get("LOGLAKE_STACK_HOME", REPO / ".stack")) / "cache"
+    built = (cache / f"{fetch.MINIO.name}-{fetch.MINIO.version}" / "built-with.txt").exists()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not built and reporter is not None:
+        reporter.write_line(f"building MinIO {fetch.MINIO.version} for the tests that run on it (first use)")
+    started = time.monotonic()
+    fetch.minio_binary(cache)
+    if not built and reporter is not None:
+        reporter.write_line(f"built MinIO in {time.monotonic() - started:.0f} s")
 
 
 # One row per fault scenario for the README's "Measured under faults" table, written to

@@ -155,12 +155,24 @@ class Processes:
         """`python ARGS` (a script of the repository and its flags, or `-m loglake ...`) with the stack
         environment `env`; its output in `<name>.out` and `<name>.err` of the logs folder, or all of it
         in `<name>.log` with `merge_stderr` (a name used before gets a number)."""
+        return self.program([PYTHON, *args], env, name, merge_stderr)
+
+    def command(self, words: list[str], env: dict[str, str], name: str) -> Child:
+        """A command as the docs write it, run from the repository's root: `python` or
+        `.venv/bin/python` first means this interpreter; anything else (`scripts/lake-sql ...`) runs
+        as written."""
+        if words[0] in ("python", ".venv/bin/python"):
+            return self.start(words[1:], env, name)
+        return self.program(words, env, name)
+
+    def program(self, argv: list[str], env: dict[str, str], name: str, merge_stderr: bool = False) -> Child:
+        """`argv` as it is (a program of the repository, from its root), as `start` runs Python."""
         unique, n = name, 1
         while unique in self._names:
             n += 1
             unique = f"{name}-{n}"
         self._names.add(unique)
-        child = Child([PYTHON, *args], env, self.logs / unique, merge_stderr)
+        child = Child(argv, env, self.logs / unique, merge_stderr)
         self.started.append(child)
         return child
 

@@ -8,7 +8,9 @@ S3 signatures (made for the proxy's host:port) stay valid.
 
 `mode` cuts the link on purpose: "cut" drops every request; "hold" reads each request whole and
 parks it until the mode changes, then forwards it even if its client gave up long ago: a *late*
-request, as a zombie writer's upload reaches the lake after its partition moved on.
+request, as a zombie writer's upload reaches the lake after its partition moved on. "hold-puts" parks
+the PUTs only (claims, objects, bookkeeping) and passes every read: an upload provably in flight.
+`parked` lists the requests parked at this moment ("PUT /bucket/key"), `counts` what became of all.
 
 `refusals` answer chosen requests with an S3 error instead of forwarding them (`Refusal`): e.g. a lake
 that takes the writer's bookkeeping but not its objects (`refuse_objects`), or the 409
@@ -93,18 +95,30 @@ class FlakyS3Proxy:
         self.upstream = (host, int(port))
         self.fail_rate, self.drop_rate, self.max_delay = fail_rate, drop_rate, max_delay
         self.rng = random.Random(seed)
-        self.mode = "pass"  # "cut": drop every request; "hold": park requests until the mode changes
+        # "cut": drop every request; "hold": park requests until the mode changes; "hold-puts": park PUTs
+        self.mode = "pass"
         self.counts: Counter[str] = Counter()
         self.refusals: list[Refusal] = []
         self.requests: list[Request] = []
+        self.parked: list[str] = []  # the request lines of the requests parked now, in arrival order
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="s3proxy", daemon=True)
 
+    @classmethod
+    def passing(cls, env: dict[str, str]) -> FlakyS3Proxy:
+        """A proxy in front of the S3 server of stack environment `env` that injects nothing until its
+        `mode` changes."""
+        return cls(env["AWS_ENDPOINT_URL"], fail_rate=0, drop_rate=0, max_delay=0)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def route(self, env: dict[str, str]) -> dict[str, str]:
+        """Stack environment `env` with its S3 endpoint through this proxy."""
+        return dict(env, AWS_ENDPOINT_URL=self.url)
 
     def __enter__(self) -> FlakyS3Proxy:
         self._thread.start()
@@ -145,10 +159,15 @@ class FlakyS3Proxy:
                 writer.write(refusal.response())
                 await writer.drain()
                 return
-            if self.mode == "hold":
+            line = request.split(b"\r\n", 1)[0].rsplit(b" ", 1)[0].decode()  # "PUT /bucket/key?query"
+            if self._holds(line):
                 self.counts["held"] += 1
-                while self.mode == "hold":
-                    await asyncio.sleep(0.05)
+                self.parked.append(line)
+                try:
+                    while self._holds(line):
+                        await asyncio.sleep(0.05)
+                finally:
+                    self.parked.remove(line)
                 await self._forward_late(request)
                 return
             if self.mode == "cut":
@@ -181,6 +200,9 @@ class FlakyS3Proxy:
             self.counts["client-gone"] += 1
         finally:
             writer.close()
+
+    def _holds(self, line: str) -> bool:
+        return self.mode == "hold" or (self.mode == "hold-puts" and line.startswith("PUT "))
 
     async def _forward_late(self, request: bytes) -> None:
         """Deliver a held request to S3 whatever became of its client; the answer goes nowhere."""

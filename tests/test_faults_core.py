@@ -2,12 +2,17 @@
 
 - a rebalance while one writer is cut off from the lake, with its uploads delivered late (after the
   partition's new owner landed them) through a proxy that holds requests;
-- a writer paused (SIGSTOP) past its session timeout while its successor runs, then resumed: a zombie;
+- a writer paused (SIGSTOP) past its session timeout, with an upload held in flight, while its successor
+  runs, then resumed: a zombie;
+- one of two writers of a group SIGKILLed mid-run, its partitions landed by the other;
+- two writers starting at the same moment on a new prefix, creating a missing dead-letter topic;
 - restarts, each after a SIGKILL mid-run, with other batch sizes, formats, compressions, layouts;
-- two writers creating a missing dead-letter topic at the same moment;
 - a record larger than the dead-letter topic takes (a poison pill, before: a crash on every restart);
 - a writer that exits on idle while its group still has records to land says so, and verify says
   which offsets are pending.
+
+The first four rest on the S3 server's answers to racing conditional creates, so they run on both
+servers (`lake_env`: versitygw and MinIO; docs/development.md says why these).
 
 Each ends with `verify` (every offset once in the lake or the dead letters, claims tiling the
 offsets) and the independent count: the event_ids read straight from the topic against the lake's,
@@ -19,11 +24,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from loglake import layout
-from tests.conftest import create_topic, record, s3_client
+from tests.conftest import create_topic, new_topic_in, record, s3_client
 from tests.processes import Child, Processes
 from tests.s3proxy import FlakyS3Proxy
 from tests.test_faults import check, start_producer, topic_flags, wait_caught_up
@@ -48,6 +54,22 @@ def wait_committed(env: dict[str, str], topic: str, more_than: int, timeout: flo
     )
 
 
+def run_out(
+    env: dict[str, str], topic: str, producer: Child, writers: list[Child], ids: Path, events: int
+) -> dict[str, int]:
+    """The end of a scenario: the producer done (exit 0), the group caught up, each writer stopped
+    (exit 0), then `check`; the lake holds all `events`. Its totals."""
+    code, _out, err = producer.finish(120)
+    assert code == 0, err
+    wait_caught_up(env, topic)
+    for w in writers:
+        code, _out, _err = w.stop()
+        assert code == 0, w.text()[-3000:]
+    totals = check(env, topic, ids)
+    assert totals["in_lake"] == events
+    return totals
+
+
 def lake_keys(env: dict[str, str], prefix: str) -> list[str]:
     s3 = s3_client(env)
     return [
@@ -58,43 +80,41 @@ def lake_keys(env: dict[str, str], prefix: str) -> list[str]:
 
 
 def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arrive_late(
-    processes, stack_env, new_topic, tmp_path
+    processes, lake_env, s3_server, tmp_path
 ):
     """The measured loss of the old writer (13,242 of 40,000 events): writer A reaches the lake
     through a proxy; the proxy holds A's requests (a lake that stopped answering); writer B joins and
     takes partitions from A; A gives them up after its grace; B lands them; then the proxy delivers
     A's held uploads to the lake, late."""
-    topic = new_topic(3)
+    topic = new_topic_in(lake_env, 3)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(processes, stack_env, topic, 40_000, 2_000, ids)
-    with FlakyS3Proxy(stack_env["AWS_ENDPOINT_URL"], fail_rate=0, drop_rate=0, max_delay=0) as proxy:
-        a = start_writer(
-            processes, dict(stack_env, AWS_ENDPOINT_URL=proxy.url), topic, "--batch-records", "2000"
-        )
+    producer = start_producer(processes, lake_env, topic, 40_000, 2_000, ids)
+    with FlakyS3Proxy.passing(lake_env) as proxy:
+        a = start_writer(processes, proxy.route(lake_env), topic, "--batch-records", "2000")
         a.wait_for("assigned partitions [0, 1, 2]", 60)
-        base = wait_committed(stack_env, topic, 0, 60)
+        base = wait_committed(lake_env, topic, 0, 60)
         proxy.mode = "hold"  # from here A's requests hang, and will reach the lake later
         a.wait_for("failed", 60)  # an upload of A timed out: a batch of A is unresolved
-        b = start_writer(processes, stack_env, topic, "--batch-records", "1500")
+        b = start_writer(processes, lake_env, topic, "--batch-records", "1500")
         a.wait_for("revoked", 90)  # the rebalance took partitions from A while its uploads hang
-        wait_committed(stack_env, topic, base, 60)  # B lands the partitions it got
+        wait_committed(lake_env, topic, base, 60)  # B lands the partitions it got
         held = proxy.counts["held"]
         proxy.mode = "pass"  # A's held requests reach the lake now, after B's
         late = time.monotonic()
         code, _out, err = producer.finish(120)
         assert code == 0, err
-        wait_caught_up(stack_env, topic)
+        wait_caught_up(lake_env, topic)
         recovered = time.monotonic() - late
         for w in (a, b):
             code, _out, _err = w.stop()
             assert code == 0, w.text()[-3000:]
         late_answers = {k: v for k, v in proxy.counts.items() if k.startswith("late")}
     assert held >= 1 and sum(late_answers.values()) >= 1, proxy.counts
-    totals = check(stack_env, topic, ids)
+    totals = check(lake_env, topic, ids)
     assert totals["in_lake"] == 40_000
     record(
-        "rebalance while one writer's lake requests hang; they reach S3 late, after the new owner's "
-        f"({held} held, answers {late_answers})",
+        f"[{s3_server}] rebalance while one writer's lake requests hang; they reach S3 late, after the "
+        f"new owner's ({held} held, answers {late_answers})",
         40_000,
         40_000,
         totals,
@@ -102,37 +122,100 @@ def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arriv
     )
 
 
+def kind_of(request_line: str) -> str:
+    """What a request of the proxy wrote: a claim, other bookkeeping, or a data object."""
+    if f"/{layout.BOOKKEEPING}" not in request_line:
+        return "object"
+    return "claim" if "/claims/" in request_line else "bookkeeping"
+
+
 def test_zombie_writer_paused_past_its_session_while_its_successor_runs(
-    processes, stack_env, new_topic, tmp_path
+    processes, lake_env, s3_server, tmp_path
 ):
-    topic = new_topic(3)
+    """Writer A reaches the lake through a proxy that, from a moment on, holds A's PUTs (claims and
+    objects) and passes its reads; A is SIGSTOPped while the proxy holds at least one of them, so an
+    upload of A is provably in flight when it freezes. B takes every partition over and lands; then
+    the proxy delivers A's held PUTs, late, after B's, and A wakes: exactly once all the same."""
+    topic = new_topic_in(lake_env, 3)
     ids = tmp_path / "acked.txt"
-    producer = start_producer(processes, stack_env, topic, 30_000, 1_000, ids)
-    a = start_writer(processes, stack_env, topic, "--batch-records", "1200", "--batch-age", "2")
-    a.wait_for("assigned partitions [0, 1, 2]", 60)
-    base = wait_committed(stack_env, topic, 0, 60)
-    a.send_signal(signal.SIGSTOP)  # a zombie: alive, silent, past its 10 s session
-    paused = time.monotonic()
-    b = start_writer(processes, stack_env, topic, "--batch-records", "1000", "--batch-age", "2")
-    b.wait_for("assigned partitions [0, 1, 2]", 90)  # the group evicted A and gave B everything
-    taken_over = time.monotonic() - paused
-    wait_committed(stack_env, topic, base, 60)
-    a.send_signal(signal.SIGCONT)  # A wakes with batches gathered and uploads in the air
-    a.wait_for("lost", 60)
-    code, _out, err = producer.finish(120)
-    assert code == 0, err
-    wait_caught_up(stack_env, topic)
-    for w in (a, b):
-        code, _out, _err = w.stop()
-        assert code == 0, w.text()[-3000:]
-    totals = check(stack_env, topic, ids)
-    assert totals["in_lake"] == 30_000
+    probe = KafkaProbe(lake_env["KAFKA_BOOTSTRAP_SERVERS"])
+    producer = start_producer(processes, lake_env, topic, 30_000, 1_000, ids)
+    with FlakyS3Proxy.passing(lake_env) as proxy:
+        a = start_writer(
+            processes, proxy.route(lake_env), topic, "--batch-records", "1200", "--batch-age", "2"
+        )
+        a.wait_for("assigned partitions [0, 1, 2]", 60)
+        wait_committed(lake_env, topic, 0, 60)
+        proxy.mode = "hold-puts"  # A's next upload stays in the air
+        wait_until(lambda: list(proxy.parked), 60, "a PUT of A held by the proxy", interval=0.01, alive=[a])
+        a.send_signal(signal.SIGSTOP)  # a zombie: alive, silent, past its 10 s session
+        in_flight = list(proxy.parked)  # what A had in the air when it froze (held while A is stopped)
+        paused = time.monotonic()
+        assert in_flight and all(line.startswith("PUT ") for line in in_flight), in_flight
+        at_pause = probe.committed_total(topic, f"g-{topic}")
+        b = start_writer(processes, lake_env, topic, "--batch-records", "1000", "--batch-age", "2")
+        b.wait_for("assigned partitions [0, 1, 2]", 90)  # the group evicted A and gave B everything
+        taken_over = time.monotonic() - paused
+        wait_committed(lake_env, topic, at_pause, 60)  # B landed past where A stopped
+        assert proxy.parked, "the proxy let A's held PUTs go before B took over"
+        proxy.mode = "pass"  # A's held PUTs reach the lake now, after B's
+        late = wait_until(
+            lambda: {k: v for k, v in proxy.counts.items() if k.startswith("late")},
+            60,
+            f"the {len(in_flight)} held PUTs delivered late",
+            ok=lambda answers: sum(answers.values()) >= len(in_flight),
+        )
+        a.send_signal(signal.SIGCONT)  # A wakes with batches gathered and its uploads answered late
+        a.wait_for("lost", 60)
+        totals = run_out(lake_env, topic, producer, [a, b], ids, 30_000)
     record(
-        "zombie: a writer SIGSTOPped past its 10 s session while its successor runs, then resumed",
+        f"[{s3_server}] zombie: a writer SIGSTOPped past its 10 s session with {len(in_flight)} PUT(s) "
+        f"in flight ({', '.join(map(kind_of, in_flight))}) while its successor runs, then resumed; "
+        f"late answers {late}",
         30_000,
         30_000,
         totals,
         f"successor owned every partition {taken_over:.1f} s after the pause",
+    )
+
+
+def test_one_of_two_writers_in_a_group_sigkilled_mid_run(processes, lake_env, s3_server, tmp_path):
+    """Two writers share the group while events arrive; one is SIGKILLed right after it landed a batch
+    (its next one likely in the air: a claim without its objects, or objects without their commit).
+    The other takes its partitions once its session expires and lands the claims it left, then a
+    restarted writer joins again."""
+    topic = new_topic_in(lake_env, 3)
+    ids = tmp_path / "acked.txt"
+    producer = start_producer(processes, lake_env, topic, 30_000, 2_000, ids)
+    a, b = (start_writer(processes, lake_env, topic, "--batch-records", "1000") for _ in range(2))
+
+    def landed(w: Child) -> int:
+        found = w.last(r" objects=(\d+) ")
+        return int(found.group(1)) if found else 0
+
+    for w in (a, b):  # the group is shared: each lands partitions of its own
+        wait_until(lambda w=w: landed(w), 90, "each writer landing a batch of its own", alive=[a, b])
+    before = landed(a)
+    wait_until(lambda: landed(a), 60, "writer A landing one more batch", ok=lambda n: n > before, alive=[a])
+    a.kill()  # SIGKILL right after a landing
+    killed = time.monotonic()
+    seen = len(b.lines())
+    wait_until(  # A's session expired: B owns every partition
+        lambda: [line for line in b.lines()[seen:] if "(now [0, 1, 2])" in line],
+        90,
+        "writer B taking every partition after the kill",
+        alive=[b],
+    )
+    taken_over = time.monotonic() - killed
+    again = start_writer(processes, lake_env, topic, "--batch-records", "1000")
+    totals = run_out(lake_env, topic, producer, [b, again], ids, 30_000)
+    record(
+        f"[{s3_server}] one of two writers of a group SIGKILLed right after it landed a batch, at 2,000 "
+        "events/s; a writer started again",
+        30_000,
+        30_000,
+        totals,
+        f"the other owned every partition {taken_over:.1f} s after the kill (the 10 s session)",
     )
 
 
@@ -189,17 +272,20 @@ def test_restarts_with_other_settings_after_sigkill_mid_run(processes, stack_env
     )
 
 
-def test_two_writers_create_a_missing_dead_letter_topic_at_the_same_moment(processes, stack_env, tmp_path):
+def test_two_writers_starting_at_the_same_moment_on_a_new_prefix(processes, lake_env, tmp_path):
+    """Both race for the prefix's first conditional creates (the store's probe, owner.json, the key
+    generation) and for the missing dead-letter topic, and hand partitions over in their first
+    seconds; three rounds, a fresh topic and prefix each."""
     for _ in range(3):
-        topic = create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 3)  # no .dlq
+        topic = create_topic(lake_env["KAFKA_BOOTSTRAP_SERVERS"], 3)  # no .dlq
         ids = tmp_path / f"{topic}.txt"
-        producer = start_producer(processes, stack_env, topic, 2_000, 0, ids)
+        producer = start_producer(processes, lake_env, topic, 2_000, 0, ids)
         assert producer.finish(120).returncode == 0
-        pair = [start_writer(processes, stack_env, topic, "--exit-when-idle", "3") for _ in range(2)]
+        pair = [start_writer(processes, lake_env, topic, "--exit-when-idle", "3") for _ in range(2)]
         for w in pair:
             code, _out, _err = w.finish(240)
             assert code == 0, w.text()[-3000:]
-        assert check(stack_env, topic, ids)["in_lake"] == 2_000
+        assert check(lake_env, topic, ids)["in_lake"] == 2_000
 
 
 @pytest.mark.parametrize("dead_letter_topic", ["made by the writer", "made before, too small"])

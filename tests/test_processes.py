@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import Processes
+from tests.processes import PYTHON, Processes
 
 SLEEP = ["-c", "import time; time.sleep(120)"]
 
@@ -61,3 +61,14 @@ def test_wait_for_fails_at_once_when_the_process_exits(tmp_path: Path) -> None:
     child = Processes(tmp_path).start(["-c", "import sys; sys.exit(3)"], {}, "quitter")
     with pytest.raises(AssertionError, match="exited with code 3 while waiting for a log line"):
         child.wait_for("never written", 60)
+
+
+def test_a_command_as_the_docs_write_it(tmp_path: Path) -> None:
+    """`python ...` runs on this interpreter; another program of the repository runs as written."""
+    started = Processes(tmp_path)
+    python = started.command(["python", "-c", "import sys; print(sys.executable)"], {}, "docs")
+    assert python.finish(60).stdout.strip() == PYTHON
+    shell = started.command(["scripts/lake-sql", "--help"], {}, "docs")  # a bash script, from the root
+    code, out, err = shell.finish(120)
+    assert shell.args == ["scripts/lake-sql", "--help"] and code == 0, err
+    assert out.startswith("usage: "), out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import uuid
 from collections import Counter
 
@@ -18,7 +17,8 @@ from benchmarks.lakesql import QUERIES, connect
 from loglake.events import EVENT_TYPES
 from loglake.fake import FakeLogs
 from loglake.settings import LakeSettings, Secret
-from tests.conftest import PYTHON, REPO, clean_env, create_topic
+from tests.conftest import REPO, create_topic
+from tests.processes import Processes
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +35,11 @@ def docs_commands() -> list[str]:
     ]
 
 
-def run(command: str, env: dict[str, str]) -> str:
-    words = shlex.split(command)
-    if words[0] in ("python", ".venv/bin/python"):
-        words[0] = PYTHON
-    result = subprocess.run(words, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def run(processes: Processes, command: str, env: dict[str, str]) -> str:
+    """A command of the docs as written (tests/processes.py); its stdout once it has exited 0."""
+    code, out, err = processes.command(shlex.split(command), env, "docs").finish(300)
+    assert code == 0, f"{command}\n{out}\n{err}"
+    return out
 
 
 def table(output: str) -> tuple[list[str], list[list[str]]]:
@@ -52,23 +50,19 @@ def table(output: str) -> tuple[list[str], list[list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def outputs(stack_env: dict[str, str]) -> dict[str, str]:
+def outputs(stack_env: dict[str, str], module_processes: Processes) -> dict[str, str]:
     """Each command of the docs' block -> its output, run against a fresh topic and a fresh bucket."""
     topic = create_topic(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 3)
-    env = clean_env(stack_env) | {"LOGLAKE_TOPIC": topic, "LAKE_BUCKET": f"query-{uuid.uuid4().hex[:8]}"}
-    produced = subprocess.run(
-        [PYTHON, "faking_data.py", "--count", str(EVENTS), "--rate", "0", "--seed", "1", "--quiet"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert produced.returncode == 0, produced.stderr
-    found = {command: run(command, env) for command in docs_commands()}
+    env = stack_env | {"LOGLAKE_TOPIC": topic, "LAKE_BUCKET": f"query-{uuid.uuid4().hex[:8]}"}
+    producer = module_processes.producer(env, "--count", str(EVENTS), "--rate", "0", "--seed", "1", "--quiet")
+    code, _out, err = producer.finish(300)
+    assert code == 0, err
+    found = {command: run(module_processes, command, env) for command in docs_commands()}
     for prefix in ("topics", "parquet"):
         for how in ([], ["--deep"]):
-            checked = run(f"python -m loglake verify --prefix {prefix} {' '.join(how)}", env)
+            checked = run(
+                module_processes, f"python -m loglake verify --prefix {prefix} {' '.join(how)}", env
+            )
             assert f"in_lake={EVENTS} " in checked and "result=OK" in checked, checked
     return found
 

@@ -26,15 +26,15 @@ from loglake.stack.environment import ENV_NAMES, ICEBERG_KEYS, compose_env_lines
 from loglake.stack.services import Instance
 from tests.conftest import (
     BASE_OFFSET,
-    PYTHON,
+    MINIO,
     REPO,
-    clean_env,
     create_topic,
     extra_stack,
     read_stack_env,
     s3_client,
     stack,
 )
+from tests.processes import Processes
 from tests.waiting import KafkaProbe, kafka_errors, wait_until
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -340,9 +340,8 @@ def test_three_brokers_keep_accepting_acks_all_writes_when_one_dies():
 # ------------------------------------------------------------------- MinIO and PostgreSQL
 
 MINIO_EVENTS = 5_000
-# The first `up --s3 minio` on a machine builds MinIO (docs/native-stack.md: minutes); the test that
-# starts the instance pays for it, so the MinIO tests get a longer bound than the suite's 600 s.
-MINIO_BUILD = pytest.mark.timeout(1500)
+# The MinIO tests carry the `minio` mark: MinIO is built once per run before the first of them
+# (tests/conftest.py), so they only start it, within the suite's usual bounds.
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +359,7 @@ def minio_env() -> Iterator[dict[str, str]]:
 @pytest.fixture(
     params=[
         pytest.param("versitygw", marks=pytest.mark.integration),
-        pytest.param("minio", marks=[pytest.mark.stack, MINIO_BUILD]),
+        pytest.param("minio", marks=[pytest.mark.stack, MINIO]),
     ]
 )
 def server(request: pytest.FixtureRequest) -> tuple[str, Any]:
@@ -442,7 +441,7 @@ def test_only_minio_encodes_listings_as_duckdb_asks(server):
 
 
 @pytest.mark.stack
-@MINIO_BUILD
+@MINIO
 def test_minio_is_the_compose_release_on_loopback_with_its_console(minio_env):
     import urllib.request
 
@@ -462,52 +461,46 @@ def test_minio_is_the_compose_release_on_loopback_with_its_console(minio_env):
 
 
 @pytest.fixture(scope="module")
-def minio_lake(minio_env: dict[str, str]) -> dict[str, str]:
+def minio_lake(minio_env: dict[str, str], module_processes: Processes) -> dict[str, str]:
     """A topic of MINIO_EVENTS seeded events, landed in MinIO by the writer until idle."""
     topic = create_topic(minio_env["KAFKA_BOOTSTRAP_SERVERS"], 3)
-    env = clean_env(minio_env) | {"LOGLAKE_TOPIC": topic}
-    for command in (
-        ["faking_data.py", "--count", str(MINIO_EVENTS), "--rate", "0", "--seed", "1", "--quiet"],
-        ["receive_faking_data.py", "--exit-when-idle", "3", "--quiet"],
+    env = minio_env | {"LOGLAKE_TOPIC": topic}
+    for name, command in (
+        (
+            "producer",
+            ["faking_data.py", "--count", str(MINIO_EVENTS), "--rate", "0", "--seed", "1", "--quiet"],
+        ),
+        ("writer", ["receive_faking_data.py", "--exit-when-idle", "3", "--quiet"]),
     ):
-        done = subprocess.run(
-            [PYTHON, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, f"{command[0]}: {done.stderr[-2000:]}"
+        code, _out, err = module_processes.start(command, env, name).finish(300)
+        assert code == 0, f"{command[0]}: {err[-2000:]}"
     return env
 
 
 @pytest.mark.stack
-@MINIO_BUILD
-def test_verify_finds_every_event_once_in_minio(minio_lake):
-    checked = subprocess.run(
-        [PYTHON, "-m", "loglake", "verify"],
-        cwd=REPO,
-        env=minio_lake,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert f"in_lake={MINIO_EVENTS} " in checked.stdout and "result=OK" in checked.stdout, checked.stdout
+@MINIO
+def test_verify_finds_every_event_once_in_minio(minio_lake, processes):
+    code, out, err = processes.start(["-m", "loglake", "verify"], minio_lake, "verify").finish(300)
+    assert code == 0, out + err
+    assert f"in_lake={MINIO_EVENTS} " in out and "result=OK" in out, out
 
 
 @pytest.mark.stack
-@MINIO_BUILD
-def test_lake_sql_globs_minio(minio_lake):
+@MINIO
+def test_lake_sql_globs_minio(minio_lake, processes):
     """On MinIO scripts/lake-sql lets DuckDB list the objects (a glob), and counts every event."""
-    asked = subprocess.run(
-        [str(REPO / "scripts" / "lake-sql"), "--show-view", "SELECT count(*) AS events FROM events"],
-        cwd=REPO, env=minio_lake, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert asked.returncode == 0, asked.stderr
-    view, header, count, _took = asked.stdout.splitlines()
+    asked = processes.command(
+        ["scripts/lake-sql", "--show-view", "SELECT count(*) AS events FROM events"], minio_lake, "lake-sql"
+    )
+    code, out, err = asked.finish(300)
+    assert code == 0, err
+    view, header, count, _took = out.splitlines()
     assert "/dt=*/hour=*/*.jsonl*'" in view, view
     assert (header.strip(), count.strip()) == ("events", str(MINIO_EVENTS))
 
 
 @pytest.mark.stack
-@MINIO_BUILD
+@MINIO
 def test_postgres_takes_the_printed_uri_and_keeps_its_data_across_a_restart(minio_env):
     import psycopg
 

@@ -15,9 +15,10 @@ import pytest
 
 from loglake import deadletter
 from loglake.verify import VerifyResult
-from tests.conftest import create_topic, extra_stack, record, stack
+from tests.conftest import create_topic, extra_stack, new_topic_in, record, stack
 from tests.oracles import exactly_once
 from tests.processes import Child, Processes
+from tests.s3proxy import FlakyS3Proxy
 from tests.waiting import KafkaProbe, kafka_errors, records_to_end, wait_until
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,39 @@ def test_sigterm_flushes_commits_and_exits_zero(processes, stack_env, new_topic)
     check_exactly_once(stack_env, topic, 5_000)
 
 
+def imported(child: Child, module: str) -> bool:
+    """Whether `python -X importtime`'s log of `child` (on stderr, a line as each import ends) shows
+    `module` imported."""
+    return any(line.rsplit("|", 1)[-1].strip() == module for line in child.lines() if "import time:" in line)
+
+
+@pytest.mark.parametrize("script", ["receive_faking_data.py", "faking_data.py"])
+def test_sigterm_while_the_modules_still_load_is_a_clean_stop(processes, stack_env, new_topic, script):
+    """A SIGTERM a few ms after the command began (a service manager or a test stopping what it has
+    just started) is "stop cleanly": exit 0, the summary line, no traceback; before, it arrived before
+    the handler, which main() installed after the imports, and killed the process (-15, no output).
+    The test reads the interpreter's import log (`-X importtime`) and signals as soon as the command's
+    own imports have begun (argparse is the first that loglake/cli.py and loglake/produce.py load),
+    while the rest still load: five times each."""
+    topic = new_topic(3)
+    writer = script == "receive_faking_data.py"
+    flags = writer_flags(topic) if writer else producer_flags(topic, 1_000, 100)
+    summary, command_module = (
+        ("landed topic=", "loglake.cli") if writer else ("produced topic=", "loglake.produce")
+    )
+    early = 0
+    for _ in range(5):
+        child = processes.start(["-X", "importtime", script, *flags], stack_env, "early")
+        wait_until(lambda child=child: imported(child, "argparse"), 60, "argparse imported", interval=0.001,
+                   alive=[child])  # fmt: skip
+        child.send_signal(signal.SIGTERM)
+        early += not imported(child, command_module)  # the signal came before its modules had loaded
+        code, out, err = child.finish(120)
+        assert code == 0, err[-3000:]
+        assert "Traceback" not in err and summary in out, (out, err[-3000:])
+    assert early >= 1, "every SIGTERM came after the command's modules had loaded: the test missed the window"
+
+
 def test_each_kind_of_bad_record_becomes_a_dead_letter(processes, stack_env, new_topic):
     from confluent_kafka import Producer
 
@@ -198,25 +232,67 @@ def test_each_kind_of_bad_record_becomes_a_dead_letter(processes, stack_env, new
     assert kinds == {k: k for k in bad} | {"null-value": "empty-value"}
 
 
-def test_lake_failure_commits_nothing_and_exits_nonzero(processes, stack_env, new_topic):
+def test_lake_failure_after_records_are_buffered_commits_nothing_and_exits_nonzero(
+    processes, stack_env, new_topic
+):
+    """The lake fails once the writer holds records it has read: it retries for --max-retry-time, then
+    exits non-zero with one sentence, and the group has committed nothing past what is stored. The
+    writer reaches the lake through a proxy, lands a first 1,000 events, then the proxy cuts every
+    request and 1,000 more arrive: their batches are read, launched and refused."""
     topic = new_topic(3)
+    probe = KafkaProbe(stack_env["KAFKA_BOOTSTRAP_SERVERS"])
     fill(processes, stack_env, topic, 1_000)
-    env = dict(stack_env, AWS_ENDPOINT_URL="http://127.0.0.1:1")  # nothing listens there
-    code, _out, err = start_writer(
-        processes, env, topic, "--exit-when-idle", "2", "--max-retry-time", "3"
-    ).finish(120)
-    assert code != 0
+    with FlakyS3Proxy.passing(stack_env) as proxy:
+        batches = ("--batch-records", "250", "--idle-flush", "1", "--progress-every", "1")
+        output = start_writer(processes, proxy.route(stack_env), topic, *batches, "--max-retry-time", "3")
+        stored = probe.end_offsets(topic)
+        wait_until(
+            lambda: probe.committed(topic, f"g-{topic}"),
+            90,
+            f"the first 1,000 events landed and committed {stored}",
+            ok=lambda committed: committed == stored,
+            retry_on=kafka_errors(),
+            alive=[output],
+        )
+        proxy.mode = "cut"  # from here every request of the writer's is dropped
+        fill(processes, stack_env, topic, 1_000)
+        code, _out, err = output.finish(120)
+    assert code == 1, err[-3000:]
     assert "Traceback" not in err
-    assert committed_total(stack_env, topic) == 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [err.splitlines()[-1]], err[-3000:]  # one sentence, the last line
+    assert "--max-retry-time 3" in errors[0] and "was committed" in errors[0], errors
+    # it failed landing records it had read after the cut: batches of the second 1,000, buffered
+    refused = [
+        (int(p), int(first))
+        for p, first in re.findall(r"landing partition (\d+) offsets (\d+)\.\.\d+ failed", err)
+    ]
+    assert any(first >= stored[p] for p, first in refused), (stored, refused)
+    assert probe.in_topic(topic) == 2_000
+    # nothing past what is stored: the group's offsets are where the first 1,000 ended, and verify
+    # finds every offset below them in the lake once
+    assert probe.committed(topic, f"g-{topic}") == stored
+    verify = ["-m", "loglake", "verify", "--topic", topic, "--prefix", f"test-{topic}"]
+    code, out, err = processes.start(
+        [*verify, "--group", f"g-{topic}", "--to-committed"], stack_env, "verify"
+    ).finish(120)
+    assert code == 0, out + err
+    assert "in_lake=1000 " in out and "result=OK" in out, out
 
 
-def test_bad_credentials_are_one_clear_sentence(processes, stack_env, new_topic):
-    topic = new_topic(1)
-    env = dict(stack_env, AWS_SECRET_ACCESS_KEY="wrong-secret")
+@pytest.mark.parametrize(
+    ("variable", "value"), [("AWS_SECRET_ACCESS_KEY", "wrong-secret"), ("AWS_ACCESS_KEY_ID", "nobody")]
+)
+def test_refused_credentials_are_one_clear_sentence(processes, lake_env, variable, value):
+    """A wrong secret is 403 SignatureDoesNotMatch on both servers; an unknown access key is 403
+    InvalidAccessKeyId on MinIO but 404 XAdminUserNotFound on versitygw: either way one sentence that
+    names the variable to fix."""
+    topic = new_topic_in(lake_env, 1)
+    env = dict(lake_env, **{variable: value})
     code, _out, err = start_writer(processes, env, topic, "--exit-when-idle", "2").finish(60)
-    assert code == 1
-    assert "refused" in err and "Traceback" not in err
-    assert err.count("\n") == 1
+    assert code == 1, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert "refused" in err and variable in err, err
 
 
 def test_another_group_cannot_reland_into_the_same_prefix(processes, stack_env, new_topic):
