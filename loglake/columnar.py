@@ -26,6 +26,10 @@ encodes does not hold up the thread that consumes) and checks exactness column b
 rows holding a JSON null other than `"referrer":null` are checked one by one in Python (none of the
 generated events), and an object whose values do not all have the columns' types is converted row
 by row.
+
+Why one module of more than 400 lines: the schema and the two conversions (raw events into a table,
+a table back into the records the JSON formats decode to) must agree column by column, and read best
+side by side.
 """
 
 from __future__ import annotations
@@ -126,9 +130,9 @@ SCHEMA = pa.schema(
     + [pa.field(RAW, pa.string())]
 )
 EVENTS_SCHEMA = pa.schema(list(SCHEMA)[1:])  # without _kafka
-# Parquet encodings: columns that grow row by row are delta-encoded (11% smaller objects than with
-# dictionaries, and faster to write); every other column is dictionary-encoded, falling back to
-# plain where the values hardly repeat (ids).
+# Parquet encodings: columns that grow row by row are delta-encoded (smaller objects than with
+# dictionaries, and faster to write: docs/performance.md); every other column is dictionary-encoded,
+# falling back to plain where the values hardly repeat (ids).
 DELTA_COLUMNS = ("_kafka.offset", "_kafka.timestamp", "event_time", "seq")
 DICTIONARY_COLUMNS = tuple(
     name
@@ -144,8 +148,8 @@ _PARSE = pa_json.ParseOptions(
     explicit_schema=pa.schema([(c.name, c.parsed) for c in COLUMNS]), unexpected_field_behavior="error"
 )
 # One thread per read: the writer already encodes one object per partition at once beside its consuming
-# thread, and Arrow's threaded reader cost 8.4 µs of CPU per event against 5.0 µs on one thread (in
-# 4 MiB blocks; 32,768 generated events, AMD EPYC, 2 cores).
+# thread, and Arrow's threaded reader cost more CPU per event than one thread did
+# (docs/performance.md, "Parquet").
 BLOCK = 4 << 20
 _READ = pa_json.ReadOptions(use_threads=False, block_size=BLOCK)
 # A value fits when it decodes into this struct: schema fields only, FIELDS present, types and

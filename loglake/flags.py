@@ -16,8 +16,9 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
+
+from loglake.eventtime import parse_event_time
 
 
 class Secret:
@@ -145,14 +146,14 @@ def compression_level(text: str) -> int:
 
 
 def rfc3339_ms(text: str) -> int:
-    """'2026-01-01T00:00:00Z' (or with an offset, `+01:00`) -> epoch milliseconds."""
+    """'2026-01-01T00:00:00Z' (or with an offset, `+01:00`) -> epoch milliseconds, read as the writer
+    reads an event's time (loglake/eventtime.py)."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        return parse_event_time(text)
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
-    return round(moment.astimezone(UTC).timestamp() * 1000)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time such as 2026-01-01T00:00:00Z"
+        ) from None
 
 
 def start_position(text: str) -> str | int:

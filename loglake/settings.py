@@ -18,6 +18,10 @@ which never prints.
 This module imports nothing of loglake but its leaves (loglake/flags.py, loglake/defaults.py), so any
 module may import it; what a setting means for a format or a Kafka client is decided there, from the
 values given here (e.g. loglake/formats.py `recipe_of`).
+
+Why one module of more than 400 lines: it is a declaration, one dataclass per command, each field one
+flag with its help; a reader looking for a command's flags reads one class, and splitting the classes
+over modules would only move them away from the machinery they share.
 """
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ MUTANTS = [
     ),
     Mutant(
         "an event time outside the years 1..9999 in UTC is taken",
-        "loglake/events.py",
+        "loglake/eventtime.py",
         "    if not MIN_EVENT_MS <= ms <= MAX_EVENT_MS:",
         "    if False:",
     ),

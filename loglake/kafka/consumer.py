@@ -59,12 +59,11 @@ class ConfluentConsumer:
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after 10 s
             "max.poll.interval.ms": 300000,
-            # Prefetch: at most 4 MiB queued per partition (memory). librdkafka stops fetching a
-            # partition whose queue is full and by default waits fetch.queue.backoff.ms=1000 before it
-            # looks again: that pause, not the network, capped a 700-byte-event topic at ~170k
-            # records/s here; at 10 ms the bare client reads 260-420k/s. With 16 MiB queues and
-            # 16 MiB fetches the bare client peaked at 138 MiB RSS, with these at 70 MiB (300k events
-            # of 712 B, 3 partitions, consume() of 2,000: docs/performance.md).
+            # Prefetch: at most 4 MiB queued per partition, so memory stays bounded. librdkafka stops
+            # fetching a partition whose queue is full and by default waits fetch.queue.backoff.ms
+            # (1 s) before it looks again: that pause, not the network, capped the reading rate, so
+            # it looks again after 10 ms (the figures, and the memory of larger queues and fetches:
+            # docs/performance.md).
             "fetch.max.bytes": 8 * 1024 * 1024,
             "max.partition.fetch.bytes": 2 * 1024 * 1024,
             "queued.max.messages.kbytes": 4 * 1024,
