@@ -153,6 +153,7 @@ _OFFSETS = {
     "east": 900,  # tests/test_geo.py: two regions and MirrorMaker 2 between them
     "west": 950,
     "minio": 50,  # tests/test_stack.py: MinIO as the lake, and PostgreSQL
+    "pgtable": 150,  # tests/test_table_writer.py: the Iceberg table on the stack's PostgreSQL
 }
 
 
