@@ -32,8 +32,6 @@ from tests.test_faults import start_producer, topic_flags, wait_caught_up
 from tests.test_faults_core import release_and_finish
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.faults
-
 OBJECTS = re.compile(r" objects=(\d+) ")
 TABLE_COMMIT = ": committed "  # tablecommit.py's line for a commit that added claims
 REPAIRED = "are not in the table yet: they go into its next commit"
@@ -85,6 +83,7 @@ def table_exactly_once(
     return {"rows": rows, "snapshots": snapshots, **files.totals()}
 
 
+@pytest.mark.faults
 def test_three_sigkills_of_a_table_writer_during_300000_events_leave_every_event_once_in_the_table(
     processes, stack_env, new_topic, tmp_path
 ):
@@ -130,6 +129,7 @@ def test_three_sigkills_of_a_table_writer_during_300000_events_leave_every_event
     )
 
 
+@pytest.mark.faults
 def test_a_rebalance_during_a_lake_outage_with_two_table_writers_leaves_every_event_once(
     processes, stack_env, new_topic, tmp_path
 ):
@@ -211,6 +211,7 @@ def test_two_table_writers_on_a_postgresql_catalog_one_sigkilled_leave_every_eve
         )
 
 
+@pytest.mark.faults
 def test_table_snapshots_are_bounded_by_the_commit_interval_not_by_the_batches(
     processes, stack_env, new_topic, tmp_path
 ):
@@ -247,3 +248,46 @@ def test_table_snapshots_are_bounded_by_the_commit_interval_not_by_the_batches(
         totals,
         "snapshots bounded by the interval",
     )
+
+
+@pytest.mark.integration
+def test_a_transactional_topic_leaves_offsets_without_records_that_the_table_counts_absent(
+    processes, stack_env, new_topic, tmp_path
+):
+    """Transactions leave offsets no consumer sees (their commit and abort markers, the aborted
+    records): the table's summary counts them absent, and verify --iceberg-table is OK."""
+    from confluent_kafka import Producer
+
+    from loglake.table.progress import progress_of
+
+    topic = new_topic(3)
+    table = f"faults.t{uuid.uuid4().hex[:8]}"
+    env = with_sqlite(stack_env, tmp_path / "catalog.db")
+    assert start_producer(processes, env, topic, 3_000, 0, tmp_path / "acked.txt").finish(120).returncode == 0
+    producer = Producer(
+        {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "transactional.id": f"tx-{topic}"}
+    )
+    producer.init_transactions(30)
+    for n, commit in enumerate(
+        (True, False, True)
+    ):  # a committed transaction, an aborted one, a committed one
+        producer.begin_transaction()
+        for i in range(30):
+            event = (
+                b'{"event_id":"tx-%d-%d","event_time":"2026-12-01T10:00:00Z","event_type":"page_view"}'
+                % (n, i)
+            )
+            producer.produce(topic, event, partition=i % 3)
+        assert producer.flush(30) == 0  # in the log before the abort, or the abort leaves no trace
+        (producer.commit_transaction if commit else producer.abort_transaction)(30)
+    assert start_producer(processes, env, topic, 1_000, 0, tmp_path / "more.txt").finish(120).returncode == 0
+    w = table_writer(processes, env, topic, table, "--exit-when-idle", "3", "--table-commit-interval", "2")
+    code, _out, _err = w.finish(180)
+    assert code == 0, w.text()[-3000:]
+    progress = progress_of(open_table(catalog_of(env), table, create=False).metadata, topic)
+    assert sum(progress.absent.values()) >= 3 * 3 + 30, (
+        progress
+    )  # a marker per partition and transaction, 30 aborted
+    assert sum(progress.lost.values()) == 0 and sum(progress.records.values()) == 4_000 + 60
+    totals = table_exactly_once(env, topic, table)
+    assert totals["rows"] == 4_060
