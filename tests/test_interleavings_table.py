@@ -119,6 +119,28 @@ def test_table_commits_are_grouped_by_the_interval_and_kafka_follows_each_one():
     all_in_the_table(w)
 
 
+def test_an_hour_of_the_compose_demo_takes_a_snapshot_per_interval_not_per_batch():
+    """The compose demo's writer (LOGLAKE_BATCH_AGE=30, the default 60 s commit interval) for an hour
+    of a fake clock, 3 partitions receiving records all the time (a record a second each: the demo's
+    50 a second would cut its batches by age just the same): a batch every 30-31 s per partition, about
+    350 in the hour (348 in the last run), and a snapshot per minute (59)."""
+    w = World(partitions=3)
+    a, ca, wa = w.writer(table=True, batch_records=200_000, batch_age=30.0)
+    assert a.s.table_commit_interval == 60.0
+    for p in range(3):
+        w.cluster.give(ca, p)
+    for _second in range(3600):
+        for p in range(3):
+            w.cluster.produce(p, 1)
+        a.step()
+        wa.run_all()
+        w.clock.sleep(1.0)
+    batches = sum(len(w.claims(p)) for p in range(3))
+    assert 3 * 110 <= batches <= 3 * 120  # a batch is cut once its oldest record is 30 s old: every 30-31 s
+    assert 59 <= len(w.table.snapshots) <= 3600 / 60 + 1
+    assert w.table_problems() == [] and w.table_ahead_of_kafka() == []
+
+
 def test_kafka_commits_only_after_the_table_commit_and_one_is_in_flight_at_a_time():
     w = World(partitions=1)
     a, _ca, wa = table_writer(w, 30, steps=6)
