@@ -147,8 +147,8 @@ def test_verify_by_the_tables_summaries_then_by_every_row(lake):
         lake.env,
     )
     assert (
-        f"in_lake={EVENTS} dead_letters={JUNK} missing=0 pending=0 duplicated=0 read=metadata result=OK"
-        in output
+        f"in_lake={EVENTS} dead_letters={JUNK} missing=0 lost_to_retention=0 pending=0 duplicated=0 "
+        "read=metadata result=OK" in output
     )
 
 
