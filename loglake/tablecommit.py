@@ -51,7 +51,7 @@ from loglake.workers import Workers
 log = logging.getLogger("loglake.consume")
 
 MAX_COMMIT_OBJECTS = 2_000  # objects (data files) per table commit: a backlog is committed in turns
-MAX_FOOTERS = 2_000  # footers kept in memory for pending claims; beyond, the commit reads them from S3
+MAX_FOOTERS = 500  # footers kept in memory for pending claims; beyond, the commit reads them from S3
 
 Footers = Mapping[str, tuple[Any, int]]  # object key -> (its Parquet footer, its size in bytes)
 
