@@ -1,4 +1,5 @@
-"""Writer benchmark: `scripts/bench writer [--events N] [--runs R] [--peers] [--format jsonl|json|parquet]`.
+"""Writer benchmark: `scripts/bench writer [--events N] [--runs R] [--peers] [--format jsonl|json|parquet]
+[--iceberg-table]`.
 
 1. fills a fresh 3-partition topic with N generated events (faking_data.py --rate 0 --seed 1; N:
    1,000,000), once per invocation; then each run, with a fresh consumer group and lake prefix:
@@ -15,7 +16,15 @@
    count if both pass); the lake's bytes per event (the objects' sizes, listed);
 5. the query examples of docs/lake-writer.md (benchmarks/lakesql.py QUERIES) in DuckDB over the
    lake just written, timed (median of 3);
-6. with --peers, the tools a user would pick instead land the same topic (benchmarks/peers.py):
+6. with --iceberg-table (Parquet), in the same run, the writer again with an Iceberg table
+   (`--iceberg-table`, a fresh table per run in pyiceberg's catalog `loglake` of the environment,
+   `--table-commit-interval` as given here, 5 s by default, `--exit-when-idle 1`: its group's
+   offsets follow the table's, so the end is when the table holds all N), timed and measured as
+   the files-only run, then `verify --iceberg-table` on it (the figures only count if it passes);
+   and the floor of the writer's own client (benchmarks/floor.py: confluent-kafka reading the topic
+   with the writer's fetch settings, touching each value, nothing else), from its start to its
+   exit; the table's cost against the files-only run in events/s and CPU-s per million events;
+7. with --peers, the tools a user would pick instead land the same topic (benchmarks/peers.py):
    Quix Streams' S3FileSink, timed and measured the same way, its objects read back and its records
    and distinct event_ids counted; and a Kafka Connect S3 sink if Maven Central serves one (it says
    which it asked for when none is served). A comparison line per peer: ours / peer in events/s and
@@ -62,10 +71,12 @@ class Options:
     fmt: str
     writer_args: list[str]
     quix: list[str]  # the Quix Streams sinks to run (keys of peers.QUIX_SINKS); none without --peers
+    table_interval: float = 0.0  # with --iceberg-table: the table run's --table-commit-interval (0: none)
 
 
-def ours(o: Options, prefix: str, figures: dict[str, float]) -> str:
-    """receive_faking_data.py lands the topic under `prefix`; its figures into `figures`; its group."""
+def ours(o: Options, prefix: str, figures: dict[str, float], key: str = "ours", *extra: str) -> str:
+    """receive_faking_data.py (with `extra` flags) lands the topic under `prefix`; its figures into
+    `figures` under `key`; its group."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     argv = [
         sys.executable,
@@ -77,16 +88,24 @@ def ours(o: Options, prefix: str, figures: dict[str, float]) -> str:
         "--prefix",
         prefix,
     ]
-    argv += ["--progress-every", str(PROGRESS_EVERY), "--exit-when-idle", "3", *o.writer_args]
+    idle = "1" if extra else "3"  # with a table, the drain's commit is the last: exit as soon as idle
+    argv += ["--progress-every", str(PROGRESS_EVERY), "--exit-when-idle", idle, *o.writer_args, *extra]
     landed = land("the writer", argv, o.bootstrap, o.topic, group, o.events)
     objects = int(re.search(r"objects=(\d+)", landed.stdout).group(1))
     figures.update(
-        ours_eps=o.events / landed.seconds,
-        ours_cpu_s_per_million=common.per_million(landed.usage.cpu, o.events),
-        ours_peak_rss_mib=landed.usage.peak_rss_mib,
-        objects=objects,
+        {
+            f"{key}_eps": o.events / landed.seconds,
+            f"{key}_cpu_s_per_million": common.per_million(landed.usage.cpu, o.events),
+            f"{key}_peak_rss_mib": landed.usage.peak_rss_mib,
+            "objects" if key == "ours" else f"{key}_objects": objects,
+        }
     )
-    figures.update(timeline(progress_points(landed.stderr, landed.started_at), o.events, landed.seconds))
+    if found := re.search(r"table_commits=(\d+)", landed.stdout):
+        figures[f"{key}_commits"] = int(found.group(1))
+    points = progress_points(landed.stderr, landed.started_at)
+    figures.update(
+        {k.replace("ours", key, 1): v for k, v in timeline(points, o.events, landed.seconds).items()}
+    )
     return group
 
 
@@ -117,6 +136,57 @@ def timeline(points: list[tuple[float, int]], events: int, landed_s: float) -> d
     steady = (r1 - r0) / (t1 - t0)
     last_record = t1 + (events - r1) / steady
     return {"ours_startup_s": t0, "ours_steady_eps": steady, "ours_tail_s": landed_s - last_record}
+
+
+def table_and_floor(o: Options, figures: dict[str, float], number: int) -> None:
+    """The writer with an Iceberg table, verified by the table; the floor of its Kafka client; each
+    against the files-only run of the same run."""
+    table = f"bench.w{o.topic.replace('-', '_')}_{number}"
+    group = ours(
+        o,
+        f"bench-{o.topic}-table-{number}",
+        figures,
+        "table",
+        "--iceberg-table",
+        table,
+        "--table-commit-interval",
+        f"{o.table_interval:g}",
+    )
+    figures["table_verify_s"] = verify_seconds(
+        o.topic, f"bench-{o.topic}-table-{number}", group, "--iceberg-table", table
+    )
+    usage, out = common.run_measured(
+        [sys.executable, "-m", "benchmarks.floor", "--topic", o.topic, "--events", str(o.events)],
+        "the client floor",
+    )
+    if f"records={o.events} " not in out:
+        raise SystemExit(f"the client floor read other than {o.events:,} records: {out.strip()}")
+    figures.update(
+        floor_eps=o.events / usage.seconds,
+        floor_cpu_s_per_million=common.per_million(usage.cpu, o.events),
+        table_over_files_eps=figures["table_eps"] / figures["ours_eps"],
+        table_over_files_cpu=figures["table_cpu_s_per_million"] / figures["ours_cpu_s_per_million"],
+    )
+    say(
+        f"writer --iceberg-table (commit interval {o.table_interval:g} s) on {common.cpu_model()}: "
+        f"{figures['table_eps']:,.0f} events/s, {figures['table_cpu_s_per_million']:.1f} CPU-s per million "
+        f"events, {figures['table_objects']:.0f} objects in {figures.get('table_commits', 0):.0f} table commits, "
+        f"peak RSS {figures['table_peak_rss_mib']:.0f} MiB; against the files-only run: "
+        f"{figures['table_over_files_eps']:.2f} in events/s ({figures['ours_eps']:,.0f} files-only), "
+        f"{figures['table_over_files_cpu']:.2f} in CPU-s per million ({figures['ours_cpu_s_per_million']:.1f} "
+        f"files-only); verify --iceberg-table {figures['table_verify_s']:.1f} s"
+    )
+    if "table_steady_eps" in figures:
+        say(
+            f"writer --iceberg-table timeline: {figures['table_steady_eps']:,.0f} events/s read while landing "
+            f"(files-only {figures.get('ours_steady_eps', 0):,.0f}); everything in the table and committed "
+            f"{figures['table_tail_s']:.2f} s after the last record"
+        )
+    say(
+        f"client floor (confluent-kafka, the writer's fetch settings, each value touched) on "
+        f"{common.cpu_model()}: {figures['floor_eps']:,.0f} events/s from its start to its exit, "
+        f"{figures['floor_cpu_s_per_million']:.1f} CPU-s per million events"
+    )
 
 
 def verify_seconds(topic: str, prefix: str, group: str, *how: str) -> float:
@@ -185,16 +255,30 @@ def kafka_tool(o: Options, figures: dict[str, float]) -> None:
     o.megabytes = float(fields[2])
 
 
+def writer_figures(key: str, name: str) -> list[Figure]:
+    """The figures `ours` takes of one writer run (under `key`)."""
+    return [
+        Figure(f"{key}_eps", f"{name}: events/s landed and committed"),
+        Figure(f"{key}_cpu_s_per_million", f"{name}: CPU-s per million events", ".1f"),
+        Figure(f"{key}_peak_rss_mib", f"{name}: peak RSS MiB"),
+        Figure(f"{key}_startup_s", f"{name}: s until the first records were read", ".2f"),
+        Figure(f"{key}_steady_eps", f"{name}: events/s read while landing (steady)"),
+        Figure(f"{key}_tail_s", f"{name}: s from the last record to all committed", ".2f"),
+    ]
+
+
 FIGURES = [
-    Figure("ours_eps", "writer: events/s landed and committed"),
+    *writer_figures("ours", "writer"),
     Figure("ours_mbps", "writer: MB/s of event JSON", ".1f"),
-    Figure("ours_cpu_s_per_million", "writer: CPU-s per million events", ".1f"),
-    Figure("ours_peak_rss_mib", "writer: peak RSS MiB"),
-    Figure("ours_startup_s", "writer: s until the first records were read", ".2f"),
-    Figure("ours_steady_eps", "writer: events/s read while landing (steady)"),
-    Figure("ours_tail_s", "writer: s from the last record to all committed", ".2f"),
     Figure("objects", "writer: objects"),
     Figure("lake_bytes_per_event", "writer: bytes per event in the lake", ".1f"),
+    *writer_figures("table", "writer --iceberg-table"),
+    Figure("table_commits", "writer --iceberg-table: table commits"),
+    Figure("table_over_files_eps", "writer --iceberg-table / files-only: events/s", ".2f"),
+    Figure("table_over_files_cpu", "writer --iceberg-table / files-only: CPU-s per million", ".2f"),
+    Figure("table_verify_s", "verify --iceberg-table, s", ".1f"),
+    Figure("floor_eps", "client floor: events/s from its start to its exit"),
+    Figure("floor_cpu_s_per_million", "client floor: CPU-s per million", ".1f"),
     Figure("kafka_eps", "kafka-consumer-perf-test: records/s read"),
     Figure("kafka_whole_eps", "kafka-consumer-perf-test: records/s from its start to its exit"),
     Figure("kafka_cpu_s_per_million", "kafka-consumer-perf-test: CPU-s per million", ".1f"),
@@ -264,6 +348,8 @@ def one_run(o: Options, figures: dict[str, float], number: int) -> None:
     say(f"verify: {figures['verify_s']:.1f} s by metadata, {figures['verify_deep_s']:.1f} s with --deep")
     queries = list(query_seconds(o.topic, prefix, o.fmt).values())
     figures["query_by_type_s"], figures["query_user_errors_s"] = queries
+    if o.table_interval:
+        table_and_floor(o, figures, number)
     for key in o.quix:
         peer = peers.quix(o.bootstrap, o.topic, o.events, peers.QUIX_SINKS[key])
         peer_figures(o, figures, peer)
@@ -333,6 +419,17 @@ def main(argv: list[str] | None = None) -> int:
         "--peers", action="store_true", help="also land the topic with the peers (benchmarks/peers.py)"
     )
     p.add_argument(
+        "--iceberg-table",
+        action="store_true",
+        help="also land it with an Iceberg table (implies --format parquet), and run the client floor",
+    )
+    p.add_argument(
+        "--table-commit-interval",
+        type=float,
+        default=5.0,
+        help="with --iceberg-table: the writer's --table-commit-interval (default 5 s)",
+    )
+    p.add_argument(
         "--quix",
         choices=["plain", "gzip", "both"],
         default="both",
@@ -341,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     common.add_run_options(p, "writer")
     ns = p.parse_args(argv)
+    if ns.iceberg_table:
+        if ns.format not in ("jsonl", "parquet"):  # jsonl: the default, not asked for
+            raise SystemExit("--iceberg-table lands Parquet (--format parquet)")
+        ns.format = "parquet"
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     started = time.monotonic()
     machine_line = common.machine()
@@ -361,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         [k for k, gzip in peers.QUIX_SINKS.items() if ns.quix == "both" or gzip == (ns.quix == "gzip")]
         if ns.peers
         else [],
+        ns.table_commit_interval if ns.iceberg_table else 0.0,
     )
     runs = Runs(FIGURES)
     try:
@@ -399,7 +501,15 @@ def main(argv: list[str] | None = None) -> int:
             f" {k}_eps={m(f'{k}_eps'):.0f} {k}_cpu_s_per_million={m(f'{k}_cpu_s_per_million'):.1f}"
             for k in o.quix
         )
-        + " (medians)"
+        + (
+            f" table_eps={m('table_eps'):.0f} table_cpu_s_per_million={m('table_cpu_s_per_million'):.1f} "
+            f"table_over_files_eps={m('table_over_files_eps'):.2f} "
+            f"table_over_files_cpu={m('table_over_files_cpu'):.2f} floor_eps={m('floor_eps'):.0f} "
+            f"floor_cpu_s_per_million={m('floor_cpu_s_per_million'):.1f}"
+            if ns.iceberg_table
+            else ""
+        )
+        + f" (medians; {common.cpu_model()})"
     )
     return 0
 

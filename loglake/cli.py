@@ -20,6 +20,7 @@ from loglake.settings import WriterSettings
 
 if TYPE_CHECKING:
     from loglake.consume import Writer
+    from loglake.table.commit import TableSink
 
 log = logging.getLogger("loglake.consume")
 
@@ -40,6 +41,15 @@ def settings_from_args(ns: argparse.Namespace) -> WriterSettings:
     problem = formats.check_recipe(formats.recipe_of(s))
     if problem:
         raise ConfigError(problem)
+    if s.iceberg_table:
+        from loglake.table.catalog import split_identifier
+
+        split_identifier(s.iceberg_table)  # NAMESPACE.TABLE, or one sentence
+        if s.fmt != "parquet" or s.layout != "time":
+            raise ConfigError(
+                f"--iceberg-table needs --format parquet and --layout time (the table's data files are the "
+                f"Parquet objects, each in one hour of event time), not --format {s.fmt} --layout {s.layout}"
+            )
     return s
 
 
@@ -59,7 +69,19 @@ def build_writer(s: WriterSettings, stop: threading.Event | None = None) -> Writ
         DeadLetters(s.kafka, s.dlq_topic, s.topic),
         metrics=WriterMetrics(s.metrics_port, s.metrics_addr),
         stop=stop,
+        table=table_sink(s),
     )
+
+
+def table_sink(s: WriterSettings) -> TableSink | None:
+    """The Iceberg table of --iceberg-table in pyiceberg's catalog `loglake` (its configuration, over
+    the lake's settings: loglake/table/catalog.py), or None."""
+    if not s.iceberg_table:
+        return None
+    from loglake.table.catalog import catalog_settings, configured
+    from loglake.table.commit import TableSink
+
+    return TableSink(catalog_settings(s.lake, configured()), s.iceberg_table, s.topic, s.lake.bucket)
 
 
 def give_large_buffers_back() -> None:
@@ -105,7 +127,8 @@ def main(argv: list[str] | None = None, pending: Sequence[int] = ()) -> int:
         f"landed topic={writer.s.topic} records={writer.records} objects={writer.objects} bytes={writer.bytes} "
         f"dead_letters={writer.dead_letters} commits={writer.commits} unlanded={writer.unlanded} "
         f"lost_to_retention={writer.lost_offsets} "
-        f"elapsed={elapsed:.1f}s "
+        + (f"table_commits={writer.table.commits} " if s.iceberg_table else "")
+        + f"elapsed={elapsed:.1f}s "
         f"records_per_s={writer.records / elapsed if elapsed else 0:.0f}\n"
     )
     return code

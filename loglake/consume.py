@@ -16,12 +16,14 @@ The rules this loop keeps (the why is in loglake/ledger.py):
 4. A revoked partition lands what it can within a grace period, then is forgotten with any flight
    still going; a lost partition is forgotten at once. Abandoned flights cannot harm the next owner.
 5. An assigned partition reads nothing until the lake says where it resumes (loglake/resume.py).
+6. With an Iceberg table, a landed claim waits for the table's next commit, and Kafka's commit for
+   that (loglake/tablecommit.py); without one, it is committed at once.
 
 Why this module is longer than the others (about 500 lines): it is the one state machine of the loop
 thread. Its rebalance callbacks, flight outcomes and commits change the same per-partition state in
 an order exactly-once depends on, and reads best in one place. What can stand alone does: routing
 (route.py), landing a batch (partition.py), start-up checks (startup.py), where a partition resumes
-(resume.py), the lake's health (health.py), the worker threads (workers.py).
+(resume.py), the lake's health (health.py), the worker threads (workers.py), the table (tablecommit.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from loglake.route import Router
 from loglake.settings import WriterSettings
 from loglake.source import SourceConsumer
 from loglake.startup import open_lake
+from loglake.tablecommit import TableSinkLike, commits
 from loglake.workers import ThreadWorkers, Workers
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class Writer:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.5),
         stop: threading.Event | None = None,
+        table: TableSinkLike | None = None,
     ) -> None:
         self.s = s
         self.recipe = recipe_of(s)
@@ -88,8 +92,9 @@ class Writer:
         self.store = store
         self.dead = dead
         self.ledger = Ledger(store, s.prefix, s.topic)  # its key generation is known after start()
-        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group, self.recipe)
         self.workers = workers or ThreadWorkers()
+        self.table = commits(table, s, store, self.workers, self._commit_to, clock, sleep, jitter)
+        self.landing = Landing(self.ledger, store, dead, s.prefix, s.group, self.recipe, self.table.footers)
         self.metrics = metrics or WriterMetrics(0)
         self.health = LakeHealth(store, clock)
         self.clock = clock
@@ -117,8 +122,15 @@ class Writer:
     def start(self) -> None:
         partitions = self.consumer.check_topic()
         lake = open_lake(
-            self.s, self.consumer, self.store, self.stop, self.clock, lambda n: backoff(n, lambda: 1.0)
+            self.s,
+            self.consumer,
+            self.store,
+            self.stop,
+            self.clock,
+            lambda n: backoff(n, lambda: 1.0),
+            self.table.read,
         )
+        self.table.started(lake.table_offsets)
         self.ledger.generation = lake.generation
         self.topic_id = lake.topic_id
         self.lake_has_claims = lake.has_claims
@@ -200,12 +212,14 @@ class Writer:
             state = self.parts.get(p)
             if state is not None:
                 self._finish(state, deadline)
+        self.table.finish(partitions, deadline)
         self._forget(partitions, "revoked")
 
     def lost(self, partitions: list[int]) -> None:
         self._forget(partitions, "lost")
 
     def _forget(self, partitions: list[int], why: str) -> None:
+        self.table.forget(partitions)
         for p in partitions:
             state = self.parts.pop(p, None)
             if state is None:
@@ -240,7 +254,12 @@ class Writer:
     def _resolve(self, state: PartitionState) -> None:
         state.resolve_attempts += 1
         state.resolving = self.workers.submit(
-            resume_point, self.ledger, state.partition, state.committed, self.s.start_from
+            resume_point,
+            self.ledger,
+            state.partition,
+            state.committed,
+            self.s.start_from,
+            self.table.resume_from(state.partition),
         )
 
     def _settle_resolve(self, state: PartitionState) -> None:
@@ -257,6 +276,7 @@ class Writer:
         state.resolved = True
         state.follow = where.follow
         state.position = where.position
+        self.table.repair(state.partition, where.landed)
         seek_to(where, self.consumer, state.partition, self.s.start_from, self.lake_has_claims, self.s.topic)
         if not self.draining:
             self._set_paused([state], False)
@@ -301,13 +321,14 @@ class Writer:
             self._launch(state)
             if state.landed > state.committed and now >= state.commit_again_at:
                 self._commit(state, state.landed)
+        self.table.step(self.draining)
         self._watch_lake()
         self._pressure()
         if now >= self._next_topic_check:
             self._check_topic()
         if self.draining:
             self._drop_unfinishable()
-            return all(state.idle for state in self.parts.values())
+            return all(state.idle for state in self.parts.values()) and self.table.idle
         if self.s.exit_when_idle and self._idle_for(now) >= self._idle_limit():
             log.info("no new records for %.0f s: exiting", self.s.exit_when_idle)
             self._drain("idle")
@@ -403,17 +424,18 @@ class Writer:
             self.metrics.flushed(outcome.objects, outcome.stored_bytes, self.clock() - flight.batch.created)
             self.buffers.give(flight.batch)
             self.lake_has_claims = True
-            self._commit(state, outcome.claim.end)
+            self.table.landed(state.partition, outcome.claim, outcome.footers)
         elif isinstance(outcome, Lost):
             self.router.count_lost(state.partition, outcome.offsets, outcome.sentence(self.ledger))
             self.buffers.give(flight.batch)
-            self._reposition(state, outcome.note.cut, None)  # what Kafka still holds is claimed anew
+            # what Kafka still holds of the claim (from its cut on) is claimed anew
+            self._reposition(state, outcome.note.cut, None, outcome.note.stored_part(outcome.claim))
         else:
             assert isinstance(outcome, Reposition)
             log.info(
                 "partition %d: %s; reading again from offset %d", state.partition, outcome.why, outcome.offset
             )
-            self._reposition(state, outcome.offset, outcome.follow)
+            self._reposition(state, outcome.offset, outcome.follow, outcome.landed)
 
     def _failed(self, state: PartitionState, flight: Flight, exc: BaseException) -> None:
         now = self.clock()
@@ -437,18 +459,27 @@ class Writer:
             delay,
         )
 
-    def _reposition(self, state: PartitionState, offset: int, follow: Claim | None) -> None:
+    def _reposition(
+        self, state: PartitionState, offset: int, follow: Claim | None, landed: Claim | None = None
+    ) -> None:
         """Read the partition again from `offset`, landing `follow` first; with no claim to follow,
-        everything before `offset` is landed: commit it."""
+        everything before `offset` is landed (`landed`, another writer's claim, ends there): commit it."""
         state.batch = state.sealed = state.sealed_claim = None
         state.follow = follow
         state.position = offset
         self.consumer.seek(state.partition, offset)
         self.last_record = self.clock()  # records come again from there: not idle yet
         if follow is None:
-            self._commit(state, offset)
+            assert landed is not None and landed.end == offset
+            self.table.landed(state.partition, landed)
         if state.paused and not self.draining:
             self._set_paused([state], False)
+
+    def _commit_to(self, partition: int, offset: int) -> None:
+        """Commit `offset` of `partition` if it is still ours (the table's commit came back)."""
+        state = self.parts.get(partition)
+        if state is not None:
+            self._commit(state, offset)
 
     def _commit(self, state: PartitionState, offset: int) -> None:
         """Commit `offset` (the end of a landed claim). A commit the group refuses while the partition

@@ -21,8 +21,10 @@ PROBE_EVERY = 5.0  # seconds between probes while batches wait and no flight has
 
 
 class LakeHealth:
-    def __init__(self, store: ObjectStore, clock: Callable[[], float]) -> None:
+    def __init__(self, store: ObjectStore, clock: Callable[[], float], where: str = "") -> None:
         self.store = store
+        self.where = where or store.where  # what the sentences name (the table: loglake/tablecommit.py)
+        self.named = f" {where}" if where else ""  # ...when it is back, too
         self.clock = clock
         self.down_since = 0.0
         self.last_answer = clock()  # the last time a request of ours reached the lake (or we began)
@@ -38,14 +40,14 @@ class LakeHealth:
             self.down_since = self.clock()
             log.warning(
                 "the lake %s is not answering (%s): batches wait in memory, nothing is committed until it is back",
-                self.store.where,
+                self.where,
                 why,
             )
 
     def answered(self) -> None:
         self.last_answer = self.clock()
         if self.down_since:
-            log.info("the lake is back after %.1f s", self.clock() - self.down_since)
+            log.info("the lake%s is back after %.1f s", self.named, self.clock() - self.down_since)
             self.down_since = 0.0
 
     def probe_due(self, waiting: bool) -> bool:

@@ -215,6 +215,15 @@ class LostClaim:
     def to_json(self) -> bytes:
         return orjson.dumps(vars(self) | {"stored": list(self.stored)}, option=orjson.OPT_INDENT_2)
 
+    def stored_part(self, claim: Claim) -> Claim:
+        """What the lake holds of `claim` (the claim this note is about), up to its `cut`: its stored
+        objects and no dead letters; the rest of that range is lost (an Iceberg table counts it so:
+        loglake/table/progress.py). With nothing stored, the range ends where Kafka's records began again."""
+        kept = tuple(e for e in claim.objects if e.key in self.stored)
+        if self.cut < claim.end:
+            return replace(claim, end=self.cut, objects=kept, dead_letters=0, absent=0, lost=())
+        return replace(claim, objects=kept, dead_letters=0)
+
     @classmethod
     def from_json(cls, data: bytes) -> LostClaim:
         d = orjson.loads(data)

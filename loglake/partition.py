@@ -69,6 +69,7 @@ class Landed:
     claim: Claim
     stored_bytes: int  # bytes uploaded by this flight (0 when the claim was landed already)
     objects: int
+    footers: object = None  # what Landing.footers kept of the bodies this flight uploaded
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Reposition:
     offset: int
     follow: Claim | None
     why: str
+    landed: Claim | None = None  # with no claim to follow: the landed claim that ends at `offset`
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ class Landing:
     prefix: str
     group: str
     recipe: Recipe  # the writer's own: a batch it claims is encoded with it
+    # what a landed claim keeps of the bodies it uploaded (the Iceberg table's footers: loglake/tablecommit.py)
+    footers: Callable[[Claim, dict[str, Body]], object] | None = None
 
     def claim_of(self, batch: Batch, recipe: Recipe, sizes: dict[str, int]) -> Claim:
         return claim_of(batch, recipe, self.prefix, self.group, sizes, self.ledger.generation)
@@ -211,12 +215,12 @@ def land(flight: Flight, with_: Landing) -> Outcome:
             )
     stored = _upload(bodies, claim, with_.store)
     _dead_letters(batch.rejected, with_)
-    return Landed(claim, stored, len(claim.objects))
+    return Landed(claim, stored, len(claim.objects), with_.footers(claim, bodies) if with_.footers else None)
 
 
 def _reposition_to(held: Claim, with_: Landing, why: str) -> Reposition:
     if not held.dead_letters and with_.ledger.landed(held):
-        return Reposition(held.end, None, why + ", and landed")
+        return Reposition(held.end, None, why + ", and landed", held)
     return Reposition(held.start, held, why + ", not all landed")
 
 

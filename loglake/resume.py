@@ -10,12 +10,17 @@ log says so. A partition with no claim at all is new to the lake: it starts wher
 says (None here: `committed`, the default, is the group's committed offset when it has one), or, when
 the lake already holds other partitions of the topic (partitions were added), from its first offset,
 so that no record of a new partition is skipped.
+
+With an Iceberg table (loglake/tablecommit.py), the table's offset of the partition is handed in too:
+the claims landed after it (a crash between landing them and the table commit, or a partition the
+table has never seen) come back with the answer, to be committed to the table, since the writer reads
+on after the lake's last claim and would never see them again.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loglake import layout
 from loglake.ledger import Claim, Ledger, LostClaim
@@ -29,12 +34,39 @@ class Resume:
     position: int | None  # None: new to the lake (see the module's text)
     follow: Claim | None  # the last claim, to be read again and landed from `position`
     why: str
+    landed: tuple[Claim, ...] = ()  # with a table: the done claims it lacks, before `position`
 
 
 def resume_point(
-    ledger: Ledger, partition: int, committed: int, start_from: str | int = "committed"
+    ledger: Ledger,
+    partition: int,
+    committed: int,
+    start_from: str | int = "committed",
+    table_from: int | None = None,
 ) -> Resume:
-    """Where `partition` resumes (runs on a worker thread: it reads the lake)."""
+    """Where `partition` resumes (runs on a worker thread: it reads the lake); with `table_from` (the
+    table's offset of the partition, 0 when it has none), also the claims the table lacks."""
+    where = _resume_point(ledger, partition, committed, start_from)
+    if table_from is None or where.position is None:
+        return where
+    return replace(where, landed=done_between(ledger, partition, table_from, where.position))
+
+
+def done_between(ledger: Ledger, partition: int, start: int, end: int) -> tuple[Claim, ...]:
+    """The claims of `partition` from offset `start` (a claim boundary) up to `end` (where it resumes:
+    every claim before is landed or noted lost); a claim noted lost as what the lake holds of it."""
+    if end <= start:
+        return ()
+    claims = []
+    for claim in ledger.all(partition, after=start - 1):
+        if claim.start >= end:
+            break
+        claims.append(claim)
+    notes = ledger.lost(partition) if claims else {}
+    return tuple(notes[c.start].stored_part(c) if c.start in notes else c for c in claims)
+
+
+def _resume_point(ledger: Ledger, partition: int, committed: int, start_from: str | int) -> Resume:
     last = ledger.last(partition)
     if last is None:
         if start_from == "committed" and committed >= 0:

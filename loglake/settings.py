@@ -242,6 +242,7 @@ class ProducerSettings:
 
 _land = group("What to land, and where")
 _batching = group("Batching")
+_table = group("Iceberg table")
 _operation = group("Operation")
 
 
@@ -321,6 +322,19 @@ class WriterSettings:
         "the topic was deleted and created again (the lake holds another topic id): land it beside the old "
         "records under a new generation of keys",
         switch=True,
+    )
+    iceberg_table: str = _table(
+        "",
+        "--iceberg-table",
+        "also commit every landed batch to this Iceberg table, NAMESPACE.TABLE of catalog `loglake` "
+        "(.pyiceberg.yaml or PYICEBERG_CATALOG__LOGLAKE__*), exactly once; Kafka's offsets follow the "
+        "table's (needs --format parquet and --layout time)",
+    )
+    table_commit_interval: float = _table(
+        60.0,
+        "--table-commit-interval",
+        "seconds between the table's commits: each adds every batch landed since the last one",
+        parse=positive_float,
     )
     max_retry_time: float = _operation(
         0.0,

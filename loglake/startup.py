@@ -1,8 +1,9 @@
 """What the lake writer checks and learns before it reads a record: the bucket is there, the store
 honours conditional writes (exactly-once rests on them: loglake/ledger.py), the prefix belongs to this
-group of this Kafka cluster, which key generation holds the topic Kafka has now (loglake/owner.py), and
-whether the lake holds any claim of it yet. A lake slow to come up is waited for; a wrong endpoint or
-bad credentials end in one sentence."""
+group of this Kafka cluster, which key generation holds the topic Kafka has now (loglake/owner.py),
+whether the lake holds any claim of it yet, and, with an Iceberg table, where the table's partitions
+end (the table is opened, and created when missing). A lake or catalog slow to come up is waited for; a
+wrong endpoint or bad credentials end in one sentence."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Lake:
     generation: int  # the key generation of the topic Kafka has now
     topic_id: str
     has_claims: bool  # any partition of the topic claimed already (partitions added start earliest)
+    table_offsets: dict[int, int] | None = None  # the Iceberg table's, when the writer has one
 
 
 def open_lake(
@@ -38,6 +40,7 @@ def open_lake(
     stop: threading.Event,
     clock: Callable[[], float],
     backoff: Callable[[int], float],
+    table_offsets: Callable[[], dict[int, int]] | None = None,
 ) -> Lake:
     def patiently(step: Callable[[], object]) -> object:
         return _patiently(step, s.max_retry_time or START_PATIENCE, stop, clock, backoff, store.where)
@@ -54,7 +57,9 @@ def open_lake(
     assert isinstance(generation, int)
     claims = layout.bookkeeping(s.prefix, s.topic, generation) + "claims/"
     has_claims = patiently(lambda: next(iter(store.list(claims)), None) is not None)
-    return Lake(generation, topic_id, bool(has_claims))
+    offsets = patiently(table_offsets) if table_offsets is not None else None
+    assert offsets is None or isinstance(offsets, dict)
+    return Lake(generation, topic_id, bool(has_claims), offsets)
 
 
 def _patiently(

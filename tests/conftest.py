@@ -169,6 +169,7 @@ _OFFSETS = {
     "west": 950,
     "minio": 50,  # tests/test_stack.py: MinIO as the lake, and PostgreSQL
     "miniolake": 150,  # the tests that run on both S3 servers: their MinIO side (`lake_env`)
+    "pgtable": 250,  # tests/test_table_writer.py: the Iceberg table on the stack's PostgreSQL
 }
 
 

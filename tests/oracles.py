@@ -44,16 +44,29 @@ def exactly_once(
     result = verify(kafka, lake, topic, prefix=prefix, group=group, collect_ids=True)
     totals = result.totals()
     assert result.complete, totals
-    lake_ids = result.event_ids
-    assert max(lake_ids.values(), default=1) == 1, "an event is twice in the lake"
-    in_topic = topic_event_ids(env, topic)
-    assert set(lake_ids) == set(in_topic), (
-        f"the lake and the topic hold different events: {len(set(in_topic) - set(lake_ids))} only in the "
-        f"topic, {len(set(lake_ids) - set(in_topic))} only in the lake"
-    )
-    if acked_file is not None:
-        acked = set(acked_file.read_text().split())
-        assert acked <= set(lake_ids), f"{len(acked - set(lake_ids))} acknowledged events are not in the lake"
+    each_event_once(env, topic, result.event_ids, acked_file)
     if dead is not None:
         assert totals["dead"] == dead, totals
     return result
+
+
+def each_event_once(
+    env: dict[str, str],
+    topic: str,
+    found: Counter[str],
+    acked_file: Path | None = None,
+    where: str = "the lake",
+) -> None:
+    """`found` (event id -> copies, read from `where`) holds each event of the topic once, and every
+    event the producer got an acknowledgement for."""
+    assert max(found.values(), default=1) == 1, (
+        f"{sum(n > 1 for n in found.values())} events are twice in {where}"
+    )
+    in_topic = topic_event_ids(env, topic)
+    assert set(found) == set(in_topic), (
+        f"{where} and the topic hold different events: {len(set(in_topic) - set(found))} only in the "
+        f"topic, {len(set(found) - set(in_topic))} only in {where}"
+    )
+    if acked_file is not None:
+        acked = set(acked_file.read_text().split())
+        assert acked <= set(found), f"{len(acked - set(found))} acknowledged events are not in {where}"

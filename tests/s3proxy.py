@@ -3,8 +3,9 @@
 Each client connection carries one request (the proxy answers with `Connection: close`). Per
 request, drawn from a seeded random stream: answer `503 SlowDown` without forwarding (`fail_rate`),
 drop the connection without any answer (`drop_rate`), or forward it after a delay of up to
-`max_delay` seconds. Requests and responses are passed through byte for byte otherwise, so the
-S3 signatures (made for the proxy's host:port) stay valid.
+`max_delay` seconds. Requests (bodies with a length, or chunked, as PyArrow's S3 client sends the
+Iceberg table's files) and responses are passed through byte for byte otherwise, so the S3
+signatures (made for the proxy's host:port) stay valid.
 
 `mode` cuts the link on purpose: "cut" drops every request; "hold" reads each request whole and
 parks it until the mode changes, then forwards it even if its client gave up long ago: a *late*
@@ -233,12 +234,29 @@ class FlakyS3Proxy:
         fields = {
             line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip() for line in lines[1:]
         }
-        if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
-            raise RuntimeError("the S3 proxy does not handle chunked request bodies")
         if fields.get(b"expect", b"").lower() == b"100-continue":
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await writer.drain()
-        body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
+        if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = await self._read_chunked(reader)  # as it came, framing and all (PyArrow's uploads)
+        else:
+            body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
         method, path, *_rest = [*lines[0].decode("latin-1").split(" "), "", ""]
         seen = Request(method, path, {k.decode("latin-1"): v.decode("latin-1") for k, v in fields.items()})
         return b"\r\n".join([lines[0], *headers, b"Connection: close"]) + b"\r\n\r\n" + body, seen
+
+    @staticmethod
+    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+        """A chunked body, byte for byte: chunks up to the empty one, then the trailers' end."""
+        parts = []
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            parts.append(size_line)
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                break
+            parts.append(await reader.readexactly(size + 2))  # the chunk and its CRLF
+        while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
+            parts.append(trailer)
+        parts.append(b"\r\n")
+        return b"".join(parts)

@@ -1,11 +1,14 @@
-"""Stand-ins for Kafka, S3, the dead-letter topic, the worker threads and the clock, so that the lake
-writer's own logic (loglake/consume.py, partition.py, ledger.py) can be driven through any
+"""Stand-ins for Kafka, S3, the dead-letter topic, the Iceberg table, the worker threads and the clock,
+so that the lake writer's own logic (loglake/consume.py, partition.py, ledger.py, tablecommit.py) can be
+driven through any
 interleaving a test chooses: which writer polls, which upload finishes, when the lake fails, when a
 partition moves or is lost. They model what the writer relies on and nothing more: a topic of
 partitions, a group that fences commits of a member that no longer owns a partition (as Kafka does
 by generation), a store with atomic conditional creates (as S3 does), an at-least-once topic for
-dead letters. The real clients are tested against the real stack elsewhere (tests/test_writer.py,
-tests/test_faults_core.py).
+dead letters, a table whose commits are atomic and follow the real sink's rule (claims the table holds
+are skipped, the rest must continue its offsets: loglake/table/commit.py `claims_to_add`). The real
+clients are tested against the real stack elsewhere (tests/test_writer.py, tests/test_faults_core.py,
+tests/test_table_writer.py: the table with pyiceberg on a real catalog and real S3).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from loglake.metrics import WriterMetrics
 from loglake.partition import DeadLettersPending
 from loglake.settings import WriterSettings
 from loglake.source import EARLIEST, LATEST
+from loglake.table.commit import CommitResult, claims_to_add
+from loglake.table.errors import TableRetriable, TableUnavailable
+from loglake.table.progress import Progress
 
 TOPIC = "t"
 
@@ -439,6 +445,54 @@ class ManualWorkers:
         pass  # abandoned flights stay in the queue: a test may still run them (late uploads)
 
 
+class MemoryTable:
+    """The Iceberg table: what its snapshot summaries would say (loglake/table/progress.py `Progress`)
+    and the object keys its data files would name, one snapshot per commit that adds claims; `down`
+    fails every call as an unreachable catalog does. Footers handed in are checked against the stored
+    objects (the size and row count a data file would be registered with)."""
+
+    where = "table sim.events in catalog 'sim'"
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.progress = Progress(TOPIC)
+        self.files: list[str] = []
+        self.snapshots: list[dict[int, int]] = []  # the offsets after each snapshot
+        self.down = False
+        self.calls = 0
+        self.footers_used = 0
+
+    def offsets(self) -> dict[int, int]:
+        if self.down:
+            raise TableRetriable("the catalog is down (simulated)")
+        return dict(self.progress.offsets)
+
+    def commit(self, claims: list[Claim], footers: dict[str, tuple[Any, int]] | None = None) -> CommitResult:
+        self.calls += 1
+        if self.down:
+            raise TableRetriable("the catalog is down (simulated)")
+        todo = claims_to_add(claims, self.progress.offsets, TOPIC, self.where)
+        if not todo:
+            return CommitResult(dict(self.progress.offsets))
+        for c in todo:
+            for e in c.objects:
+                stored = self.store.objects.get(e.key)
+                if stored is None:
+                    raise TableUnavailable(
+                        f"{e.key} is not in the lake: a claim names an object that is not stored"
+                    )
+                if e.key in (footers or {}):
+                    footer, size = footers[e.key]
+                    assert (footer.num_rows, size) == (e.records, len(stored[0])), e.key
+                    self.footers_used += 1
+        self.progress = self.progress.advanced(todo)
+        self.files += [e.key for c in todo for e in c.objects]
+        self.snapshots.append(dict(self.progress.offsets))
+        records = sum(c.records for c in todo)
+        files = sum(len(c.objects) for c in todo)
+        return CommitResult(dict(self.progress.offsets), len(todo), files, records, len(self.snapshots))
+
+
 # -- one writer and the world around it ----------------------------------------------------------
 
 
@@ -449,13 +503,21 @@ class World:
     store: MemoryStore = field(default_factory=MemoryStore)
     dead: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)
     cluster: Cluster = field(init=False)
+    table: MemoryTable = field(init=False)
     names: Iterator[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         self.cluster = Cluster(self.partitions)
+        self.table = MemoryTable(self.store)
 
-    def writer(self, per_poll: int = 5, **settings: Any) -> tuple[Writer, ScriptedConsumer, ManualWorkers]:
+    def writer(
+        self, per_poll: int = 5, table: bool = False, **settings: Any
+    ) -> tuple[Writer, ScriptedConsumer, ManualWorkers]:
+        """A writer of group `g`; `table`: with the world's table (--iceberg-table; Parquet, unless
+        `settings` say otherwise)."""
         defaults = {"topic": TOPIC, "group": "g", "batch_records": 10, "batch_age": 60.0, "idle_flush": 5.0}
+        if table:
+            defaults |= {"fmt": "parquet", "iceberg_table": "sim.events"}
         s = WriterSettings(**(defaults | settings))
         consumer = ScriptedConsumer(self.cluster, f"w{next(self.names)}", per_poll)
         workers = ManualWorkers(self.clock)
@@ -469,6 +531,7 @@ class World:
             clock=self.clock,
             sleep=self.clock.sleep,
             jitter=lambda: 1.0,
+            table=self.table if table else None,
         )
         writer.start()
         return writer, consumer, workers
@@ -511,6 +574,52 @@ class World:
         """The group never committed past an offset that is not stored."""
         committed = {p: max(0, o) for p, o in self.cluster.committed.items()}
         return self.problems(committed)
+
+    def table_problems(self) -> list[str]:
+        """The table's own check: its data files, decoded, hold each offset of `starts` .. `offsets - 1`
+        once, or the offset is a dead letter, holds no record in Kafka, or was lost to retention before
+        it was landed (deleted, or in a claim the lake noted lost); its summary counts the rows it
+        holds, and accounts for every offset."""
+        rows: Counter[tuple[int, int]] = Counter()
+        for key in self.table.files:
+            codec = formats.format_of_key(key)
+            assert codec is not None, key
+            for record in codec.decode(self.store.objects[key][0]):
+                rows[(record["_kafka"]["partition"], record["_kafka"]["offset"])] += 1
+        _lines, dead = self.stored()
+        progress = self.table.progress
+        found = []
+        for p, end in progress.offsets.items():
+            start, log, low = progress.starts[p], self.cluster.log[p], self.cluster.low[p]
+            noted = [(n.start, n.end) for n in Ledger(self.store, "topics", TOPIC).lost(p).values()]
+            for offset in range(start, end):
+                held = rows[(p, offset)] + ((p, offset) in dead)
+                lost = offset < low or any(a <= offset < b for a, b in noted)
+                nothing = (offset < len(log) and log[offset] is None) or (lost and not held)
+                if held + nothing != 1:
+                    found.append(f"table: partition {p} offset {offset}: {held} copies")
+            counted = sum(n for (q, _o), n in rows.items() if q == p)
+            letters = sum(1 for q, o in dead if q == p and start <= o < end)
+            said = progress.records.get(p, 0)
+            accounted = said + progress.absent.get(p, 0) + progress.lost.get(p, 0) + letters
+            if said != counted or accounted < end - start:
+                found.append(
+                    f"table: partition {p}: the summary says {said} rows, the files hold {counted}; "
+                    f"{accounted} of the {end - start} offsets accounted for"
+                )
+        found += [
+            f"table: partition {p} offset {o} after its offsets" for p, o in rows if o >= progress.offsets[p]
+        ]
+        return found
+
+    def table_ahead_of_kafka(self) -> list[str]:
+        """Kafka's committed offsets never pass the table's."""
+        offsets = self.table.progress.offsets
+        return [
+            f"partition {p}: Kafka committed {o}, the table holds up to {offsets.get(p)}"
+            for p, o in self.cluster.committed.items()
+            if o > offsets.get(p, 0)
+        ]
 
     def claims(self, partition: int, prefix: str = "topics", generation: int = 1) -> list[Claim]:
         return list(Ledger(self.store, prefix, TOPIC, generation).all(partition))

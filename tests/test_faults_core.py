@@ -79,6 +79,25 @@ def lake_keys(env: dict[str, str], prefix: str) -> list[str]:
     ]
 
 
+def release_and_finish(
+    proxy: FlakyS3Proxy, producer: Child, env: dict[str, str], topic: str, writers: list[Child]
+) -> tuple[int, dict[str, int], float]:
+    """The proxy lets the requests it held reach the lake (late, after the new owner's); the producer
+    ends, the group catches up, the writers stop cleanly. (requests held, how S3 answered them late,
+    seconds from the release until the group had committed everything)"""
+    held = proxy.counts["held"]
+    proxy.mode = "pass"
+    late = time.monotonic()
+    code, _out, err = producer.finish(120)
+    assert code == 0, err
+    wait_caught_up(env, topic)
+    recovered = time.monotonic() - late
+    for w in writers:
+        code, _out, _err = w.stop()
+        assert code == 0, w.text()[-3000:]
+    return held, {k: v for k, v in proxy.counts.items() if k.startswith("late")}, recovered
+
+
 def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arrive_late(
     processes, lake_env, s3_server, tmp_path
 ):
@@ -98,17 +117,7 @@ def test_rebalance_while_a_writer_is_cut_off_from_the_lake_and_its_uploads_arriv
         b = start_writer(processes, lake_env, topic, "--batch-records", "1500")
         a.wait_for("revoked", 90)  # the rebalance took partitions from A while its uploads hang
         wait_committed(lake_env, topic, base, 60)  # B lands the partitions it got
-        held = proxy.counts["held"]
-        proxy.mode = "pass"  # A's held requests reach the lake now, after B's
-        late = time.monotonic()
-        code, _out, err = producer.finish(120)
-        assert code == 0, err
-        wait_caught_up(lake_env, topic)
-        recovered = time.monotonic() - late
-        for w in (a, b):
-            code, _out, _err = w.stop()
-            assert code == 0, w.text()[-3000:]
-        late_answers = {k: v for k, v in proxy.counts.items() if k.startswith("late")}
+        held, late_answers, recovered = release_and_finish(proxy, producer, lake_env, topic, [a, b])
     assert held >= 1 and sum(late_answers.values()) >= 1, proxy.counts
     totals = check(lake_env, topic, ids)
     assert totals["in_lake"] == 40_000

@@ -31,6 +31,8 @@ EXAMPLES = int(os.environ.get("LOGLAKE_INTERLEAVINGS", "1000"))
 
 
 class WriterWorld(RuleBasedStateMachine):
+    TABLE = False  # the writers commit to the world's Iceberg table (tests/test_interleavings_table.py)
+
     def __init__(self) -> None:
         super().__init__()
         self.w = World(partitions=2)
@@ -57,7 +59,7 @@ class WriterWorld(RuleBasedStateMachine):
     def start_writer(self, variant):
         if self.w.store.down:
             return  # start-up would wait for the lake
-        writer, consumer, workers = self.w.writer(**variant)
+        writer, consumer, workers = self.w.writer(table=self.TABLE, **variant)
         self.writers.append({"writer": writer, "consumer": consumer, "workers": workers, "alive": True})
 
     def _alive(self) -> list[dict]:
@@ -155,7 +157,7 @@ class WriterWorld(RuleBasedStateMachine):
         late = [x["workers"] for x in self.writers]
         for workers in late[::2]:
             workers.run_all()  # some abandoned uploads land before the last writer starts
-        final, consumer, workers = w.writer()
+        final, consumer, workers = w.writer(table=self.TABLE)
         for p in range(w.partitions):
             w.cluster.give(consumer, p)
         for _ in range(200):

@@ -464,12 +464,11 @@ def test_the_catalog_falls_back_to_the_lakes_settings():
 
 
 def test_pyiceberg_reads_the_catalog_from_its_environment_variables(monkeypatch):
-    import os
-
+    from loglake.stack.environment import ICEBERG_KEYS
     from loglake.table.catalog import configured
 
-    for name in [n for n in os.environ if n.startswith("PYICEBERG_")]:  # `scripts/stack env` sets some
-        monkeypatch.delenv(name)
+    for name in ICEBERG_KEYS.values():  # scripts/test exports its stack's catalog
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYICEBERG_CATALOG__LOGLAKE__URI", "sqlite:///x.db")
     monkeypatch.setenv("PYICEBERG_CATALOG__LOGLAKE__S3__ACCESS_KEY_ID", "key")
     monkeypatch.setenv("PYICEBERG_CATALOG__LOGLAKE__S3__ENDPOINT", "http://e:1")

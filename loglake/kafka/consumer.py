@@ -25,6 +25,21 @@ from loglake.source import LATEST, Rebalance, SourceConsumer
 log = logging.getLogger(__name__)
 
 
+# Prefetch: at most 4 MiB queued per partition (memory). librdkafka stops fetching a partition whose
+# queue is full and by default waits fetch.queue.backoff.ms=1000 before it looks again: that pause, not
+# the network, capped a 700-byte-event topic at ~170k records/s here; at 10 ms the bare client reads
+# 260-420k/s. With 16 MiB queues and 16 MiB fetches the bare client peaked at 138 MiB RSS, with these
+# at 70 MiB (300k events of 712 B, 3 partitions, consume() of 2,000: docs/performance.md). The writer
+# benchmark's client floor (benchmarks/floor.py) reads with these too.
+FETCH = {
+    "fetch.max.bytes": 8 * 1024 * 1024,
+    "max.partition.fetch.bytes": 2 * 1024 * 1024,
+    "queued.max.messages.kbytes": 4 * 1024,
+    "fetch.queue.backoff.ms": 10,
+    "enable.partition.eof": False,
+}
+
+
 def open_consumer(settings: KafkaSettings, group: str, topic: str, start_from: str | int) -> SourceConsumer:
     """The lake writer's consumer: confluent-kafka, the one client it runs on."""
     return ConfluentConsumer(settings, group, topic, start_from)
@@ -59,16 +74,7 @@ class ConfluentConsumer:
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after 10 s
             "max.poll.interval.ms": 300000,
-            # Prefetch: at most 4 MiB queued per partition, so memory stays bounded. librdkafka stops
-            # fetching a partition whose queue is full and by default waits fetch.queue.backoff.ms
-            # (1 s) before it looks again: that pause, not the network, capped the reading rate, so
-            # it looks again after 10 ms (the figures, and the memory of larger queues and fetches:
-            # docs/performance.md).
-            "fetch.max.bytes": 8 * 1024 * 1024,
-            "max.partition.fetch.bytes": 2 * 1024 * 1024,
-            "queued.max.messages.kbytes": 4 * 1024,
-            "fetch.queue.backoff.ms": 10,
-            "enable.partition.eof": False,
+            **FETCH,
             "error_cb": self._errors,
         }
         try:

@@ -86,6 +86,27 @@ class ClaimOrderError(LoglakeError):
     """Claims that do not continue the table's partitions (a hole or an overlap): never committed."""
 
 
+def claims_to_add(claims: Sequence[Claim], offsets: Mapping[int, int], topic: str, where: str) -> list[Claim]:
+    """The claims a table whose partitions end at `offsets` lacks (rule 1), checked to continue each
+    partition exactly where it ends (rule 2). The rule of every table sink, the deterministic tests'
+    in-memory one included."""
+    todo = []
+    position = dict(offsets)
+    for c in sorted(claims, key=lambda c: (c.partition, c.start)):
+        at = position.get(c.partition)
+        if at is not None and c.end <= at:
+            continue  # in the table already
+        if at is not None and c.start != at:
+            what = "overlaps" if c.start < at else "leaves a hole after"
+            raise ClaimOrderError(
+                f"claim {c.partition}:{c.start}..{c.end - 1} {what} the table's offset {at} of partition "
+                f"{c.partition} of {topic!r} in {where}; it is not committed"
+            )
+        todo.append(c)
+        position[c.partition] = c.end
+    return todo
+
+
 class TableSink:
     """The Iceberg table of one topic's claims. Not thread-safe: one per writer (or per thread)."""
 
@@ -204,22 +225,7 @@ class TableSink:
                 )
 
     def _todo(self, claims: Sequence[Claim], done: Progress) -> list[Claim]:
-        """The claims the table lacks, checked to continue each partition exactly where it ends."""
-        todo = []
-        position = dict(done.offsets)
-        for c in sorted(claims, key=lambda c: (c.partition, c.start)):
-            at = position.get(c.partition)
-            if at is not None and c.end <= at:
-                continue  # in the table already
-            if at is not None and c.start != at:
-                what = "overlaps" if c.start < at else "leaves a hole after"
-                raise ClaimOrderError(
-                    f"claim {c.partition}:{c.start}..{c.end - 1} {what} the table's offset {at} of partition "
-                    f"{c.partition} of {self.topic!r} in {self.where}; it is not committed"
-                )
-            todo.append(c)
-            position[c.partition] = c.end
-        return todo
+        return claims_to_add(claims, done.offsets, self.topic, self.where)
 
     def _append(self, table: Table, after: Progress, data_files: list[object]) -> int:
         """One fast-append snapshot of `data_files` carrying `after`; the new snapshot's id."""

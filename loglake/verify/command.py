@@ -11,6 +11,7 @@ from loglake import defaults, owner
 from loglake.errors import run_cli, setup_logging
 from loglake.flags import Parser, parser_for, values_of
 from loglake.lake import S3Store
+from loglake.ledger import Ledger
 from loglake.settings import KafkaSettings, LakeSettings, VerifySettings
 from loglake.verify.contents import read_lake
 from loglake.verify.kafka_side import kafka_ranges, read_dead_letters, records_in, topic_id
@@ -61,7 +62,8 @@ def verify(
             from loglake.verify.table_side import table_side
 
             catalog = catalog or catalog_settings(lake_settings, {})
-            lake, ranges = table_side(catalog, iceberg_table, topic, ranges, collect_ids, deep)
+            ledger = Ledger(store, prefix, topic, generation.number)
+            lake, ranges = table_side(catalog, iceberg_table, topic, ranges, collect_ids, deep, ledger)
         else:
             lake = read_lake(
                 store, prefix, topic, sorted(ranges), collect_ids, deep, generation.number, older

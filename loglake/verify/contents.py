@@ -28,6 +28,9 @@ class LakeContents:
     landed: dict[int, list[Claim]] = field(default_factory=dict)  # every object stored and agreeing
     unlanded: dict[int, list[tuple[Claim, list[str]]]] = field(default_factory=dict)  # with missing keys
     noted_lost: dict[int, dict[int, LostClaim]] = field(default_factory=dict)  # by claim start
+    # offsets lost to retention that a claim counts without naming their ranges (an Iceberg table's
+    # summary: loglake/verify/table_side.py), by claim start: (how many at most, what they are)
+    counted_lost: dict[int, dict[int, tuple[int, str]]] = field(default_factory=dict)
     problems: dict[int, list[str]] = field(default_factory=dict)
     objects: int = 0
     lines: int = 0

@@ -2,10 +2,12 @@
 loglake/verify/verdicts.py reconciles with Kafka and the dead letters.
 
 By default from the snapshot summaries alone (loglake/table/progress.py), no listing and no scan: per
-Kafka partition the table holds offsets `starts[p]` .. `offsets[p] - 1` as `records[p]` rows, and the
-rest of that range must be dead letters on the dead-letter topic. That range becomes one claim-like
-span for verify's claim count (`_count_claims`): fewer rows plus dead letters than offsets is a loss,
-more is a duplicate. One check ties the summaries to the data: the table's `total-records` (which
+Kafka partition the table holds offsets `starts[p]` .. `offsets[p] - 1` as `records[p]` rows, `absent[p]`
+offsets Kafka holds no record for (transaction markers, aborted or compacted records) and `lost[p]`
+offsets lost to retention before they were landed, and the rest of that range must be dead letters on
+the dead-letter topic. That range becomes one claim-like span for verify's count (verdicts.py): fewer
+rows, absent offsets and dead letters than offsets are lost to retention up to `lost[p]` (named: the
+claims the lake noted lost, `_loglake/lost/`, read only then), and missing beyond; more is a duplicate. One check ties the summaries to the data: the table's `total-records` (which
 Iceberg counts from the data files each snapshot adds and removes) must equal the rows the summaries
 account for, over every topic; a file registered twice, or rows a compaction lost, break it.
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import pyarrow.compute as pc
 
 from loglake.formats import Recipe
-from loglake.ledger import Claim, Entry
+from loglake.ledger import Claim, Entry, Ledger
 from loglake.table.catalog import CatalogSettings
 from loglake.table.errors import translated
 from loglake.table.progress import RECORDS, Progress, carried_snapshot, progress_of
@@ -38,8 +40,43 @@ def span(topic: str, progress: Progress, partition: int) -> Claim:
     """The offsets the table holds of one partition, as one claim for verify's count."""
     start, end = progress.starts[partition], progress.offsets[partition]
     rows = progress.records.get(partition, 0)
+    absent, lost = progress.absent.get(partition, 0), progress.lost.get(partition, 0)
     entry = Entry("(iceberg table)", "", start, end - 1, rows, 0, 0)
-    return Claim(topic, partition, start, end, Recipe(format="parquet"), (entry,), (end - start) - rows)
+    dead = (end - start) - rows - absent - lost
+    return Claim(topic, partition, start, end, Recipe(format="parquet"), (entry,), dead, absent=absent)
+
+
+def lost_named(ledger: Ledger | None, claim: Claim, lost: int) -> str:
+    """What the table's `lost` offsets of a partition are: the claims the lake noted lost in its range,
+    or (none noted) offsets deleted before they were read."""
+    noted = ledger.lost(claim.partition) if ledger is not None else {}
+    named = [
+        f"claim {n.start}..{n.end - 1} (Kafka deleted offsets from {n.start} up to {n.kafka_from - 1} before it "
+        f"was landed; noted by {n.noted_by} at {n.noted_at})"
+        for n in sorted(noted.values(), key=lambda n: n.start)
+        if claim.start <= n.start < claim.end
+    ]
+    return f"up to {lost} offsets of {claim.start}..{claim.end - 1} by the table's summary: " + (
+        "; ".join(named) if named else "deleted by retention before they were read"
+    )
+
+
+def summary_contents(
+    progress: Progress, partitions: list[int], ledger: Ledger | None = None, deep: bool = False
+) -> LakeContents:
+    """The table's contents as its summaries say (one span per partition), for verify's count."""
+    found = LakeContents(deep=deep)
+    for p in partitions:
+        if p in progress.offsets:
+            whole = span(progress.topic, progress, p)
+            found.claims[p] = found.landed[p] = [whole]
+            if progress.lost.get(p):
+                found.counted_lost[p] = {
+                    whole.start: (progress.lost[p], lost_named(ledger, whole, progress.lost[p]))
+                }
+    for p in sorted(set(progress.offsets) - set(partitions)):
+        found.problem(p, f"the table holds offsets of partition {p}, which the topic does not have")
+    return found
 
 
 def accounted_rows(table: Table) -> tuple[int | None, int]:
@@ -67,17 +104,14 @@ def read_table(
     partitions: list[int],
     collect_ids: bool = False,
     deep: bool = False,
+    ledger: Ledger | None = None,
 ) -> tuple[LakeContents, Progress]:
-    """What the table holds of `topic`, for loglake.verify.reconcile, and its offsets."""
+    """What the table holds of `topic`, for loglake.verify.reconcile, and its offsets; `ledger` (the
+    lake's claims of the topic) names what the table counts as lost."""
     with translated(f"table {identifier} in {catalog.describe()}"):
         table = open_table(catalog, identifier, create=False)
         progress = progress_of(table.metadata, topic)
-        found = LakeContents(deep=deep or collect_ids)
-        for p in partitions:
-            if p in progress.offsets:
-                found.claims[p] = found.landed[p] = [span(topic, progress, p)]
-        for p in sorted(set(progress.offsets) - set(partitions)):
-            found.problem(p, f"the table holds offsets of partition {p}, which the topic does not have")
+        found = summary_contents(progress, partitions, ledger, deep or collect_ids)
         total, said = accounted_rows(table)
         if total is not None and total != said:
             first = partitions[0] if partitions else 0
@@ -119,11 +153,12 @@ def table_side(
     ranges: dict[int, tuple[int, int, int]],
     collect_ids: bool = False,
     deep: bool = False,
+    ledger: Ledger | None = None,
 ) -> tuple[LakeContents, dict[int, tuple[int, int, int]]]:
     """verify's hook: the table's contents, and Kafka's ranges with the table's offsets as the
     committed ones (the table, not the group, is the truth of what is landed: Kafka's offsets are
     committed after the table's)."""
-    found, progress = read_table(catalog, identifier, topic, sorted(ranges), collect_ids, deep)
+    found, progress = read_table(catalog, identifier, topic, sorted(ranges), collect_ids, deep, ledger)
     table_ranges = {
         p: (low, min(high, max(low, progress.offsets.get(p, low))), high)
         for p, (low, _c, high) in ranges.items()

@@ -135,6 +135,7 @@ class _Counting:
         self.claims = lake.claims.get(report.partition, [])
         self.landed = {c.start for c in lake.landed.get(report.partition, [])}
         self.notes = lake.noted_lost.get(report.partition, {})
+        self.counted_lost = lake.counted_lost.get(report.partition, {})
         self.dead = dead
 
     def run(self) -> None:
@@ -187,6 +188,10 @@ class _Counting:
                 b - a, f"offsets {a}..{b - 1} (deleted by retention before they were read)"
             )
         short = unaccounted - claim.absent - claim.lost_offsets
+        counted, what = self.counted_lost.get(claim.start, (0, ""))
+        if counted and short > 0:  # up to that many are lost (a lost claim's dead letters may have arrived)
+            r.deleted_before_landed(min(short, counted), what)
+            short -= min(short, counted)
         if short < 0:
             r.duplicated -= short
             r.problems.append(
