@@ -40,7 +40,7 @@ def open_lake(
     stop: threading.Event,
     clock: Callable[[], float],
     backoff: Callable[[int], float],
-    table_offsets: Callable[[], dict[int, int]] | None = None,
+    table_offsets: Callable[[str], dict[int, int]] | None = None,
 ) -> Lake:
     def patiently(step: Callable[[], object]) -> object:
         return _patiently(step, s.max_retry_time or START_PATIENCE, stop, clock, backoff, store.where)
@@ -57,7 +57,7 @@ def open_lake(
     assert isinstance(generation, int)
     claims = layout.bookkeeping(s.prefix, s.topic, generation) + "claims/"
     has_claims = patiently(lambda: next(iter(store.list(claims)), None) is not None)
-    offsets = patiently(table_offsets) if table_offsets is not None else None
+    offsets = patiently(lambda: table_offsets(topic_id)) if table_offsets is not None else None
     assert offsets is None or isinstance(offsets, dict)
     return Lake(generation, topic_id, bool(has_claims), offsets)
 

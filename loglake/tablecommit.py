@@ -181,9 +181,10 @@ class TableCommits:
         return self.flight is None and not any(self.pending.values())
 
     @property
-    def read(self) -> Callable[[], dict[int, int]]:
-        """What start-up calls (patiently) to learn where the table's partitions end."""
-        return self.sink.offsets
+    def read(self) -> Callable[[str], dict[int, int]]:
+        """What start-up calls (patiently), with Kafka's topic id, to learn where the table's
+        partitions end (the table refuses a topic id other than the one it holds the topic of)."""
+        return self.sink.offsets_of
 
     def started(self, offsets: dict[int, int] | None) -> None:
         self.offsets = dict(offsets or {})

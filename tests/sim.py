@@ -461,17 +461,29 @@ class MemoryTable:
         self.down = False
         self.calls = 0
         self.footers_used = 0
+        self.topic_id = ""  # the id the writer said it lands
+        self.held_topic_id = ""  # the id the table holds the topic of (set by its first commit)
 
     def offsets(self) -> dict[int, int]:
         if self.down:
             raise TableRetriable("the catalog is down (simulated)")
         return dict(self.progress.offsets)
 
+    def offsets_of(self, topic_id: str) -> dict[int, int]:
+        """As the real sink: a table that holds the topic for another topic id refuses it."""
+        offsets = self.offsets()
+        if self.held_topic_id and topic_id and self.held_topic_id != topic_id:
+            raise TableUnavailable(f"{self.where} holds topic {TOPIC!r} with another topic id")
+        self.topic_id = topic_id
+        return offsets
+
     def commit(self, claims: list[Claim], footers: dict[str, tuple[Any, int]] | None = None) -> CommitResult:
         self.calls += 1
         if self.down:
             raise TableRetriable("the catalog is down (simulated)")
         todo = claims_to_add(claims, self.progress.offsets, TOPIC, self.where)
+        if todo and not self.held_topic_id:
+            self.held_topic_id = self.topic_id
         if not todo:
             return CommitResult(dict(self.progress.offsets))
         for c in todo:

@@ -410,8 +410,9 @@ def test_offsets_without_a_record_are_counted_absent_and_verify_of_the_table_is_
 
 
 def test_offsets_lost_to_retention_are_counted_lost_and_verify_of_the_table_names_them():
-    """Retention deletes offsets no claim holds, and the records of a claim before its objects were
-    stored (noted lost): the table holds what the lake holds, and its summary counts the rest lost."""
+    """Retention deletes the first records of a claim before its objects were stored (noted lost): the
+    table holds what the lake holds (what Kafka still held of the claim, claimed anew), and its summary
+    counts what retention deleted as lost."""
     w = World(partitions=1)
     w.cluster.produce(0, 20)
     a, ca, wa = w.writer(table=True, batch_records=10, table_commit_interval=10.0)
@@ -426,12 +427,30 @@ def test_offsets_lost_to_retention_are_counted_lost_and_verify_of_the_table_name
     b, cb, wb = w.writer(table=True, batch_records=10, table_commit_interval=10.0)
     w.cluster.give(cb, 0)
     settle(w, (b, wb), rounds=40)
-    assert w.table.progress.offsets == {0: 30} and w.table.progress.records == {0: 20}
-    assert w.table.progress.lost == {0: 10}  # the claim 0..9 kept none of its objects
+    assert w.table.progress.offsets == {0: 30} and w.table.progress.records == {0: 26}
+    assert w.table.progress.lost == {0: 4}  # 0..3 deleted; 4..9 landed under a claim of their own
     assert w.table_problems() == [] and w.table_ahead_of_kafka() == []
     (report,) = table_verdicts(w)
-    assert not report.ok and report.deleted == 10 and report.missing == 0 and report.duplicated == 0
+    assert not report.ok and report.deleted == 4 and report.missing == 0 and report.duplicated == 0
     assert any("claim 0..9 (Kafka deleted offsets from 0 up to 3" in what for what in report.deleted_ranges)
+
+
+def test_a_topic_created_again_is_refused_by_the_table_that_holds_the_old_one():
+    """With --new-generation the lake lands a re-created topic under new keys, but the table keeps the
+    old topic's offsets under its name: the new offsets, begun anew at 0, would hide below them. The
+    table remembers the topic id it holds the topic of, and refuses another in one sentence."""
+    w = World(partitions=1)
+    w.cluster.produce(0, 6)
+    a, ca, wa = w.writer(table=True, batch_records=3, table_commit_interval=1.0)
+    w.cluster.give(ca, 0)
+    settle(w, (a, wa))
+    assert w.table.progress.offsets == {0: 6} and w.table.held_topic_id == "sim-topic-1"
+    w.cluster.leave(ca)
+    w.cluster.recreate("sim-topic-2")
+    w.cluster.produce(0, 4)
+    with pytest.raises(LoglakeError, match="another topic id"):
+        w.writer(table=True, new_generation=True)
+    assert w.table.progress.offsets == {0: 6}  # nothing of the new topic was taken for the old
 
 
 # -- random interleavings, with the table ---------------------------------------------------------------

@@ -234,6 +234,22 @@ def test_each_claim_is_committed_once_and_repeats_are_no_ops(stack_env, catalog,
     assert sink_for(catalog, sink.identifier, topic, stack_env).offsets() == result.offsets
 
 
+def test_a_table_holding_a_topic_refuses_another_topic_of_the_same_name(stack_env, catalog, unique):
+    """The first commit binds the topic's name to Kafka's topic id (a table property); a writer of a
+    topic deleted and created again (another id, offsets begun anew) is refused in one sentence."""
+    topic = f"id-{unique}"
+    landed = land(stack_env, topic, partitions=1, claims_per_partition=1, records_per_claim=100)
+    sink = sink_for(catalog, fresh_table(), topic, stack_env)
+    assert sink.offsets_of("first-id") == {}
+    assert sink.commit(landed.claims).offsets == {0: 100}
+    again = sink_for(catalog, sink.identifier, topic, stack_env)
+    assert again.offsets_of("first-id") == {0: 100} and again.offsets_of("") == {0: 100}
+    with pytest.raises(
+        TableUnavailable, match=r"topic id first-id.*topic id second-id.*another --iceberg-table"
+    ):
+        sink_for(catalog, sink.identifier, topic, stack_env).offsets_of("second-id")
+
+
 def test_a_claim_of_dead_letters_only_advances_the_offsets_without_a_file(stack_env, catalog, unique):
     """A batch whose records were all dead letters has a claim without objects: committing it moves
     the table's offset past them (the summary says those offsets are handled) and adds no file."""

@@ -122,6 +122,7 @@ class TableSink:
         self.catalog = catalog
         self.identifier = identifier
         self.topic = topic
+        self.topic_id = ""  # Kafka's id of the topic, once the writer said it (offsets_of)
         self.bucket = bucket
         self.backoff = backoff
         self.create = create
@@ -150,6 +151,21 @@ class TableSink:
     def offsets(self) -> dict[int, int]:
         """The table's {partition: next offset} of the topic: where the writer resumes."""
         return self.progress().offsets
+
+    def offsets_of(self, topic_id: str) -> dict[int, int]:
+        """`offsets`, for the topic with Kafka's id `topic_id` ("" if unknown). A table that holds the
+        topic's offsets for another id holds another topic of the same name (deleted and created again,
+        its offsets begun anew): refused in one sentence, since its offsets would hide the new records."""
+        self.topic_id = topic_id
+        table = self._refresh()
+        held = table.properties.get(summary_keys.TOPIC_ID + self.topic, "")
+        if held and topic_id and held != topic_id:
+            raise TableUnavailable(
+                f"{self.where} holds topic {self.topic!r} with topic id {held}, and Kafka's {self.topic!r} "
+                f"now has topic id {topic_id}: the topic was deleted and created again and its offsets "
+                "start over; land it into another --iceberg-table"
+            )
+        return progress_of(table.metadata, self.topic).offsets
 
     def commit(
         self,
@@ -232,10 +248,13 @@ class TableSink:
         summary = carried(table.metadata) | after.summary()
         transaction = CachedTransaction(table)
         topics = committed_topics(table.metadata)
+        properties = {}
         if self.topic not in topics:
-            transaction.set_properties(
-                {summary_keys.TOPICS_PROPERTY: orjson.dumps(sorted([*topics, self.topic])).decode()}
-            )
+            properties[summary_keys.TOPICS_PROPERTY] = orjson.dumps(sorted([*topics, self.topic])).decode()
+        if self.topic_id and summary_keys.TOPIC_ID + self.topic not in table.properties:
+            properties[summary_keys.TOPIC_ID + self.topic] = self.topic_id  # which topic of that name
+        if properties:
+            transaction.set_properties(properties)
         with transaction.update_snapshot(snapshot_properties=summary).fast_append() as append:
             for data_file in data_files:
                 append.append_data_file(data_file)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ ABSENT = PREFIX + "absent."
 LOST = PREFIX + "lost."
 CARRIED = (OFFSETS, STARTS, RECORDS, ABSENT, LOST)  # every key a snapshot carries over
 TOPICS_PROPERTY = PREFIX + "topics"
+TOPIC_ID = PREFIX + "topic-id."  # + topic: a table property, Kafka's id of the topic the table holds
 
 
 def _decode(text: str | None) -> dict[int, int]:
