@@ -28,7 +28,7 @@ POSTGRES_PASSWORD = "loglake-dev-secret"  # noqa: S105 - documented development 
 # pyiceberg's named catalog that `scripts/stack env` describes (PYICEBERG_CATALOG__LOGLAKE__...), and
 # where in the bucket its tables live.
 ICEBERG_CATALOG = "loglake"
-ICEBERG_WAREHOUSE_PREFIX = "warehouse"
+ICEBERG_WAREHOUSE_PREFIX = "iceberg"  # the folder loglake/table/catalog.py falls back to, too
 
 # Host ports (loopback), the same as the ports docker-compose.yml publishes.
 KAFKA_PORTS = (9092, 9093, 9094)

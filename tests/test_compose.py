@@ -397,6 +397,12 @@ def test_dev_credentials_in_env_file_are_the_documented_defaults():
         f"@postgres:5432/{values['CATALOG_DB_NAME']}"
     )
     assert f"PYICEBERG_CATALOG__LOGLAKE__URI={uri}" in (REPO / "docs" / "compose.md").read_text()
+    # the same database and credentials as the native stack's PostgreSQL (loglake/defaults.py)
+    assert (values["CATALOG_DB_USER"], values["CATALOG_DB_PASSWORD"], values["CATALOG_DB_NAME"]) == (
+        defaults.POSTGRES_USER,
+        defaults.POSTGRES_PASSWORD,
+        defaults.POSTGRES_DATABASE,
+    )
 
 
 def test_iceberg_profile_runs_the_catalog_database_and_nothing_needs_it_yet():

@@ -144,7 +144,7 @@ def test_env_names_every_catalog_property_as_pyiceberg_spells_it(tmp_path):
     values = env_values(Instance(tmp_path, StackConfig(name="x", port_offset=100)))
     assert values[ICEBERG_KEYS["uri"]] == f"sqlite:///{tmp_path.resolve()}/x/catalog.db"
     assert values[ICEBERG_KEYS["type"]] == "sql"
-    assert values[ICEBERG_KEYS["warehouse"]] == "s3://datalake/warehouse"
+    assert values[ICEBERG_KEYS["warehouse"]] == "s3://datalake/iceberg"
     assert values[ICEBERG_KEYS["s3.endpoint"]] == "http://127.0.0.1:9100"
     assert values[ICEBERG_KEYS["s3.region"]] == defaults.REGION
     with_pg = env_values(Instance(tmp_path, StackConfig(name="x", port_offset=100, postgres=True)))

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from loglake import defaults
 from loglake.settings import LakeSettings
 from loglake.table.errors import translated
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 NAME = "loglake"
 DEFAULT_SQLITE = "loglake-catalog.db"
-WAREHOUSE_FOLDER = "iceberg"
+WAREHOUSE_FOLDER = defaults.ICEBERG_WAREHOUSE_PREFIX  # as `scripts/stack env` says it
 
 
 def configured(name: str = NAME) -> dict[str, Any]:
