@@ -26,6 +26,10 @@ older than `orphans_older_than`: a younger one may belong to a commit in flight 
 metadata are written before the catalog accepts it), so that age must exceed the longest commit or
 compaction. A file whose name is a writer object's (`topic+partition+offset.parquet`) is never
 deleted, wherever it lies.
+
+Why one module of more than 400 lines: the three steps share one run's view of the table (its
+snapshots, the files they reference, the offsets carried over), and each depends on the one before:
+a compaction's replaced files become orphans only once expiry has let go of the snapshots holding them.
 """
 
 from __future__ import annotations
