@@ -29,6 +29,9 @@ POSTGRES_PASSWORD = "loglake-dev-secret"  # noqa: S105 - documented development 
 # where in the bucket its tables live.
 ICEBERG_CATALOG = "loglake"
 ICEBERG_WAREHOUSE_PREFIX = "iceberg"  # the folder loglake/table/catalog.py falls back to, too
+# The embedded catalog a writer falls back to (and `scripts/stack env --compose` names): a SQLite file in
+# the working directory.
+ICEBERG_SQLITE = "loglake-catalog.db"
 
 # Host ports (loopback), the same as the ports docker-compose.yml publishes.
 KAFKA_PORTS = (9092, 9093, 9094)

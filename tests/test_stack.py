@@ -20,10 +20,12 @@ import pytest
 import yaml
 
 from loglake import defaults
+from loglake.settings import LakeSettings, Secret
 from loglake.stack import fetch
 from loglake.stack.cluster import StackConfig, kafka_properties
 from loglake.stack.environment import ENV_NAMES, ICEBERG_KEYS, compose_env_lines, env_lines, env_values
 from loglake.stack.services import Instance
+from loglake.table.catalog import catalog_settings
 from tests.conftest import (
     BASE_OFFSET,
     MINIO,
@@ -87,6 +89,27 @@ def test_env_for_compose_matches_its_published_ports_and_keys(tmp_path):
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:9000" in lines
     assert "export AWS_ACCESS_KEY_ID=me" in lines and "export AWS_SECRET_ACCESS_KEY=s3cret" in lines
     assert lines[-1].startswith("unset ") and "KAFKA_SASL_PASSWORD" in lines[-1]
+
+
+def test_env_for_compose_names_the_catalog_a_host_writer_falls_back_to(tmp_path):
+    """After `eval "$(scripts/stack env --compose)"`, pyiceberg's `load_catalog("loglake")` in a program run
+    from the same folder opens the catalog README's host writer commits to with nothing configured."""
+    (tmp_path / ".env").write_text("LAKE_ACCESS_KEY_ID=me\nLAKE_SECRET_ACCESS_KEY=s3cret\n")
+    exported = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in compose_env_lines(tmp_path)
+        if line.startswith("export ")
+    )
+    printed = {prop: exported[name] for prop, name in ICEBERG_KEYS.items()}
+    lake = LakeSettings(
+        endpoint_url=exported["AWS_ENDPOINT_URL"],
+        access_key_id=exported["AWS_ACCESS_KEY_ID"],
+        secret_access_key=Secret(exported["AWS_SECRET_ACCESS_KEY"]),
+        region=exported["AWS_DEFAULT_REGION"],
+        bucket=exported["LAKE_BUCKET"],
+    )
+    assert printed == dict(catalog_settings(lake, {}).properties)
+    assert printed["s3.access-key-id"] == "me" and printed["uri"] == "sqlite:///loglake-catalog.db"
 
 
 def test_env_unset_covers_every_variable_a_secure_stack_exports(tmp_path):

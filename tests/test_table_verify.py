@@ -186,6 +186,8 @@ def test_the_docs_pyiceberg_scan_to_pandas_runs_as_written(lake):
     section = DOCS[DOCS.index("## The Iceberg table") :]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(snippet.strip().splitlines()) <= 5 + 1  # five lines and the blank after the import
+    readme = (REPO / "README.md").read_text()
+    assert f"```python\n{snippet}```" in readme  # README's tutorial shows the lines this test runs
     output = run([PYTHON, "-c", snippet], lake.env)
     rows = [line.split() for line in output.splitlines() if re.fullmatch(r"[A-Z]{2}\s+[\d.]+", line.strip())]
     assert len(rows) == 5, output

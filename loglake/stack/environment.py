@@ -104,7 +104,9 @@ def env_lines(inst: Instance) -> list[str]:
 
 
 def compose_env_lines(repo: Path) -> list[str]:
-    """Host programs against `docker compose up`: its published ports, the keys of its .env file."""
+    """Host programs against `docker compose up`: its published ports, the keys of its .env file, and
+    the catalog `loglake` a host writer falls back to (the SQLite file in the working directory), so a
+    pyiceberg program run from the same folder opens the table that writer commits to."""
     keys = {
         "LAKE_ACCESS_KEY_ID": defaults.S3_ACCESS_KEY_ID,
         "LAKE_SECRET_ACCESS_KEY": defaults.S3_SECRET_ACCESS_KEY,
@@ -124,5 +126,15 @@ def compose_env_lines(repo: Path) -> list[str]:
         "LAKE_BUCKET": defaults.BUCKET,
         "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     }
+    catalog = {
+        "type": "sql",
+        "uri": f"sqlite:///{defaults.ICEBERG_SQLITE}",  # relative: the working directory, as the writer's
+        "warehouse": f"s3://{defaults.BUCKET}/{defaults.ICEBERG_WAREHOUSE_PREFIX}",
+        "s3.endpoint": values["AWS_ENDPOINT_URL"],
+        "s3.access-key-id": values["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": values["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": values["AWS_DEFAULT_REGION"],
+    }
+    values.update({ICEBERG_KEYS[k]: v for k, v in catalog.items()})
     lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
     return [*lines, "unset " + " ".join(n for n in ENV_NAMES if n not in values)]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 NAME = "loglake"
-DEFAULT_SQLITE = "loglake-catalog.db"
+DEFAULT_SQLITE = defaults.ICEBERG_SQLITE
 WAREHOUSE_FOLDER = defaults.ICEBERG_WAREHOUSE_PREFIX  # as `scripts/stack env` says it
 
 
