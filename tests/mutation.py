@@ -8,16 +8,22 @@ deterministic tier of the suite must fail on every one of them.
 A mutant is a text replacement that must match exactly once in its file (so the list breaks loudly
 when the code it mutates changes). Each runs the tests below in a fresh process, without any stack:
 the scenario and property tests of tests/test_interleavings*.py, the unit tests of keys, batches,
-claims and formats, and verify's verdicts. The files are restored after each mutant, also on Ctrl-C.
+claims and formats, and verify's verdicts. Mutants are applied to private copies of the checkout (one
+per worker, `-j`, one per CPU by default), never to the checkout itself, so a Ctrl-C or a crash cannot
+leave a mutant behind, and the workers cannot see each other's mutants.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,7 +329,14 @@ MUTANTS = [
 ]
 
 
-def run_tests() -> tuple[bool, float]:
+# What a copy of the checkout leaves out: environments, stack data, caches (the tests import loglake,
+# tests and benchmarks from the copy's folder, and read pyproject.toml and docs/ there).
+NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv", ".stack", ".hypothesis", ".pytest_cache", ".ruff_cache", "__pycache__", "*.db"
+)
+
+
+def run_tests(repo: Path = REPO) -> tuple[bool, float]:
     env = dict(os.environ, LOGLAKE_INTERLEAVINGS=os.environ.get("LOGLAKE_INTERLEAVINGS", "300"))
     started = time.monotonic()
     result = subprocess.run(
@@ -339,7 +352,7 @@ def run_tests() -> tuple[bool, float]:
             "not integration",
             *TESTS,
         ],
-        cwd=REPO,
+        cwd=repo,
         env=env,
         capture_output=True,
         text=True,
@@ -349,32 +362,61 @@ def run_tests() -> tuple[bool, float]:
     return result.returncode == 0, time.monotonic() - started
 
 
+def try_mutant(copies: queue.Queue[Path], mutant: Mutant) -> tuple[bool, float]:
+    """Whether the tests still pass with `mutant` applied to a free copy of the checkout, and how long
+    they took; the copy is restored before it is handed back."""
+    copy = copies.get()
+    try:
+        path = copy / mutant.path
+        text = path.read_text()
+        try:
+            path.write_text(text.replace(mutant.original, mutant.replacement))
+            return run_tests(copy)
+        finally:
+            path.write_text(text)
+    finally:
+        copies.put(copy)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/mutate", description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", default="", help="only mutants whose name contains this")
+    parser.add_argument(
+        "-j",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="mutants tried at once (default: one per CPU)",
+    )
     ns = parser.parse_args()
     chosen = [m for m in MUTANTS if ns.k in m.name]
+    for mutant in chosen:
+        if (REPO / mutant.path).read_text().count(mutant.original) != 1:
+            sys.stderr.write(f"error: mutant {mutant.name!r} does not match {mutant.path} exactly once\n")
+            return 2
     passed, seconds = run_tests()
     if not passed:
         sys.stderr.write("error: the tests fail without any mutant; fix that first\n")
         return 2
     sys.stdout.write(f"unmutated: the tests pass ({seconds:.0f} s)\n")
+    started = time.monotonic()
     caught = 0
-    for mutant in chosen:
-        path = REPO / mutant.path
-        text = path.read_text()
-        if text.count(mutant.original) != 1:
-            sys.stderr.write(f"error: mutant {mutant.name!r} does not match {mutant.path} exactly once\n")
-            return 2
-        try:
-            path.write_text(text.replace(mutant.original, mutant.replacement))
-            survived, seconds = run_tests()
-        finally:
-            path.write_text(text)
-        caught += not survived
-        verdict = "SURVIVED" if survived else "caught"
-        sys.stdout.write(f"{verdict:>8}  {mutant.name}  ({mutant.path}, {seconds:.0f} s)\n")
-    sys.stdout.write(f"mutation score: {caught}/{len(chosen)} caught\n")
+    with tempfile.TemporaryDirectory(prefix="loglake-mutants-") as scratch:
+        copies: queue.Queue[Path] = queue.Queue()
+        for n in range(max(1, min(ns.j, len(chosen)))):
+            copies.put(Path(shutil.copytree(REPO, Path(scratch) / str(n), ignore=NOT_COPIED)))
+        with ThreadPoolExecutor(max_workers=copies.qsize()) as pool:
+            # map yields in the list's order: the lines read the same whatever finished first
+            for mutant, (survived, seconds) in zip(
+                chosen, pool.map(lambda m: try_mutant(copies, m), chosen), strict=True
+            ):
+                caught += not survived
+                verdict = "SURVIVED" if survived else "caught"
+                sys.stdout.write(f"{verdict:>8}  {mutant.name}  ({mutant.path}, {seconds:.0f} s)\n")
+                sys.stdout.flush()
+    sys.stdout.write(
+        f"mutation score: {caught}/{len(chosen)} caught "
+        f"({time.monotonic() - started:.0f} s, {copies.qsize()} at once)\n"
+    )
     return 0 if caught == len(chosen) else 1
 
 
