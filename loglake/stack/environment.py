@@ -60,17 +60,24 @@ def catalog_uri(inst: Instance) -> str:
     return f"sqlite:///{(inst.dir / 'catalog.db').resolve()}"  # sqlite:/// + an absolute path
 
 
-def iceberg_properties(inst: Instance) -> dict[str, str]:
-    """pyiceberg's properties of the catalog `loglake` on this instance."""
+def sql_catalog(uri: str, endpoint: str, key_id: str, secret: str) -> dict[str, str]:
+    """pyiceberg's properties of an SQL catalog `loglake` on `uri`, its warehouse in the lake's bucket."""
     return {
         "type": "sql",
-        "uri": catalog_uri(inst),
+        "uri": uri,
         "warehouse": f"s3://{defaults.BUCKET}/{defaults.ICEBERG_WAREHOUSE_PREFIX}",
-        "s3.endpoint": inst.cfg.s3_endpoint,
-        "s3.access-key-id": defaults.S3_ACCESS_KEY_ID,
-        "s3.secret-access-key": defaults.S3_SECRET_ACCESS_KEY,
+        "s3.endpoint": endpoint,
+        "s3.access-key-id": key_id,
+        "s3.secret-access-key": secret,
         "s3.region": defaults.REGION,
     }
+
+
+def iceberg_properties(inst: Instance) -> dict[str, str]:
+    """pyiceberg's properties of the catalog `loglake` on this instance."""
+    return sql_catalog(
+        catalog_uri(inst), inst.cfg.s3_endpoint, defaults.S3_ACCESS_KEY_ID, defaults.S3_SECRET_ACCESS_KEY
+    )
 
 
 def env_values(inst: Instance) -> dict[str, str]:
@@ -126,15 +133,12 @@ def compose_env_lines(repo: Path) -> list[str]:
         "LAKE_BUCKET": defaults.BUCKET,
         "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     }
-    catalog = {
-        "type": "sql",
-        "uri": f"sqlite:///{defaults.ICEBERG_SQLITE}",  # relative: the working directory, as the writer's
-        "warehouse": f"s3://{defaults.BUCKET}/{defaults.ICEBERG_WAREHOUSE_PREFIX}",
-        "s3.endpoint": values["AWS_ENDPOINT_URL"],
-        "s3.access-key-id": values["AWS_ACCESS_KEY_ID"],
-        "s3.secret-access-key": values["AWS_SECRET_ACCESS_KEY"],
-        "s3.region": values["AWS_DEFAULT_REGION"],
-    }
+    catalog = sql_catalog(
+        f"sqlite:///{defaults.ICEBERG_SQLITE}",  # relative: the working directory, as the writer's
+        values["AWS_ENDPOINT_URL"],
+        values["AWS_ACCESS_KEY_ID"],
+        values["AWS_SECRET_ACCESS_KEY"],
+    )
     values.update({ICEBERG_KEYS[k]: v for k, v in catalog.items()})
     lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
     return [*lines, "unset " + " ".join(n for n in ENV_NAMES if n not in values)]
